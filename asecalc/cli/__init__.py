@@ -1,0 +1,1 @@
+"""The ``eformer`` command line (one small module per subcommand, ASE style)."""

@@ -1,0 +1,104 @@
+"""Helpers shared by subcommands: calculators from a spec, JSON output, files."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CALC_HELP = (
+    "calculator: 'eformer' (bundled default model), a bundled model name "
+    "(e.g. 'mlearn-pbe'), a model file path (*.pt), 'emt', 'lj', 'xtb' "
+    "(GFN2-xTB via tblite) or 'module:Class' (any ASE calculator, built with no "
+    "arguments)"
+)
+
+
+def make_calculator(spec: str = "eformer", device: str | None = None) -> Any:
+    """Return an ASE calculator for a command-line ``--calc`` spec.
+
+    Parameters
+    ----------
+    spec : str
+        See :data:`CALC_HELP`.
+    device : str, optional
+        Torch device for eformer models (``"cpu"``, ``"cuda"``).
+    """
+    low = spec.lower()
+    if low == "emt":
+        from ase.calculators.emt import EMT
+
+        return EMT()
+    if low == "lj":
+        from ase.calculators.lj import LennardJones
+
+        return LennardJones()
+    if low in ("xtb", "gfn2", "gfn2-xtb", "tblite"):
+        try:
+            from tblite.ase import TBLite
+        except ImportError as err:
+            raise ImportError(
+                "GFN2-xTB needs tblite: pip install eformer[xtb]"
+            ) from err
+        return TBLite(method="GFN2-xTB", verbosity=0)
+    if ":" in spec and not Path(spec).exists() and not spec.endswith(".pt"):
+        module_name, _, class_name = spec.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(
+                f"cannot import calculator class {class_name!r} from module "
+                f"{module_name!r}: {err}"
+            ) from err
+        return cls()
+    from asecalc.calculator import EformerCalculator
+
+    model = None if low in ("eformer", "default") else spec
+    return EformerCalculator(model=model, device=device)
+
+
+def add_calc_argument(parser: Any, default: str = "eformer") -> None:
+    """Add the shared ``--calc`` option (and ``--model`` as its alias)."""
+    parser.add_argument("--calc", "--model", dest="calc", default=default, help=CALC_HELP)
+    parser.add_argument("--device", default=None, help="torch device for eformer models")
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temp file + rename)."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write text to ``path`` atomically: a crash leaves the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout (numpy values converted)."""
+    print(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
