@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import sys
-import textwrap
 
 from asecalc._version import __version__
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in _available_commands():
-        doc = textwrap.dedent(command.__doc__ or "").strip()
+        doc = inspect.cleandoc(command.__doc__ or "")
         short = doc.splitlines()[0] if doc else name
         p = sub.add_parser(
             name,

@@ -1,0 +1,187 @@
+"""Equivariant graph attention: the core layer of the SE(3)-Eformer.
+
+For a centre atom i and its neighbours j within the cutoff, per head h,
+
+    logit_ij = (q_i · k_j + σ(W_v [v_i ⊗ v_j]_0e)) / √d + b(r_ij)
+    α_ij = u(r_ij) exp(logit_ij) / (1 + Σ_k u(r_ik) exp(logit_ik))
+
+with q, k linear maps of the invariant (0e) features, ``[v_i ⊗ v_j]_0e`` the
+scalar part of the tensor product of the two atoms' vector features (their
+per-channel dot products), b a learned function of the radial basis and u the
+smooth cutoff envelope. The design's ``W_s s_i`` term is realised as the
+query–key product (a term of s_i alone cancels in a softmax over j). The
+envelope inside the normalisation and the constant 1 (an "attend to nothing"
+slot) make α_ij continuous as a neighbour crosses the cutoff, so the energy
+stays smooth. Values are e3nn tensor products of neighbour features with the
+spherical harmonics Y(r̂_ij), weighted by a radial MLP.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from e3nn import o3
+from e3nn.nn import Gate
+from torch import nn
+
+from ._norm import EquivariantLayerNorm
+from ._radial import RadialMLP
+
+
+def _tp_instructions(
+    irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps
+) -> tuple[o3.Irreps, list[tuple[int, int, int, str, bool]]]:
+    """'uvu' paths of irreps_in ⊗ irreps_sh that land in irreps_target's types."""
+    targets = {ir for _, ir in irreps_target}
+    out, instructions = [], []
+    for i_in, (mul, ir_in) in enumerate(irreps_in):
+        for i_sh, (_, ir_sh) in enumerate(irreps_sh):
+            for ir_out in ir_in * ir_sh:
+                if ir_out in targets:
+                    instructions.append((i_in, i_sh, len(out), "uvu", True))
+                    out.append((mul, ir_out))
+    return o3.Irreps(out), instructions
+
+
+def _weight_head_index(tp: o3.TensorProduct, n_heads: int) -> torch.Tensor:
+    """Head of every 'uvu' path weight: channel u goes to head u % H.
+
+    Output channel u of a 'uvu' path is linear in that path's weight u, so
+    scaling the weights by α_ij of head(u) scales the messages exactly.
+    """
+    index: list[int] = []
+    for ins in tp.instructions:
+        index.extend(u % n_heads for u in range(tp.irreps_in1[ins.i_in1].mul))
+    return torch.tensor(index, dtype=torch.long)
+
+
+class EquivariantAttention(nn.Module):
+    """One transformer block: equivariant attention + gated feed-forward.
+
+    Parameters
+    ----------
+    irreps_hidden : o3.Irreps
+        Node feature irreps, scalars first (e.g. ``32x0e + 8x1o``).
+    irreps_sh : o3.Irreps
+        Edge spherical-harmonics irreps.
+    n_basis, radial_hidden : int
+        Radial basis size and radial MLP width.
+    n_heads : int
+        Attention heads.
+    """
+
+    def __init__(
+        self,
+        irreps_hidden: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        n_basis: int,
+        radial_hidden: int,
+        n_heads: int,
+    ) -> None:
+        super().__init__()
+        self.irreps_hidden = o3.Irreps(irreps_hidden)
+        self.n_heads = n_heads
+        self.n_scalars = self.irreps_hidden[0].mul
+        vec = [mul for mul, ir in self.irreps_hidden if ir.l == 1]
+        self.n_vectors = vec[0] if vec else 0
+        self.d_head = max(self.n_scalars // n_heads, 1)
+
+        self.norm_attn = EquivariantLayerNorm(self.irreps_hidden)
+        self.query = nn.Linear(self.n_scalars, n_heads * self.d_head, bias=False)
+        self.key = nn.Linear(self.n_scalars, n_heads * self.d_head, bias=False)
+        self.radial_bias = nn.Linear(n_basis, n_heads)
+        self.vector_logit = nn.Linear(max(self.n_vectors, 1), n_heads)
+
+        irreps_msg, instructions = _tp_instructions(
+            self.irreps_hidden, o3.Irreps(irreps_sh), self.irreps_hidden
+        )
+        self.tp = o3.TensorProduct(
+            self.irreps_hidden,
+            irreps_sh,
+            irreps_msg,
+            instructions,
+            shared_weights=False,
+            internal_weights=False,
+        )
+        self.radial = RadialMLP(n_basis, radial_hidden, self.tp.weight_numel)
+        self.register_buffer("head_index", _weight_head_index(self.tp, n_heads))
+        self.gate_attn, self.lin_attn = self._gated_linear(irreps_msg)
+
+        self.norm_ff = EquivariantLayerNorm(self.irreps_hidden)
+        self.gate_ff, self.lin_ff_in = self._gated_linear(self.irreps_hidden)
+        self.lin_ff_out = o3.Linear(self.irreps_hidden, self.irreps_hidden)
+
+    def _gated_linear(self, irreps_in: o3.Irreps) -> tuple[Gate, o3.Linear]:
+        scalars = o3.Irreps([(m, ir) for m, ir in self.irreps_hidden if ir.l == 0])
+        gated = o3.Irreps([(m, ir) for m, ir in self.irreps_hidden if ir.l > 0])
+        gates = o3.Irreps(f"{gated.num_irreps}x0e") if gated.num_irreps else o3.Irreps("")
+        gate = Gate(
+            scalars, [nn.functional.silu], gates, [torch.sigmoid], gated
+        )
+        return gate, o3.Linear(irreps_in, gate.irreps_in)
+
+    def attention_weights(
+        self,
+        h: torch.Tensor,
+        edge_src: torch.Tensor,
+        edge_dst: torch.Tensor,
+        basis: torch.Tensor,
+        envelope: torch.Tensor,
+    ) -> torch.Tensor:
+        """Attention weights α_ij, shape (n_edges, n_heads), of normalised features h."""
+        n_atoms = h.shape[0]
+        s = h[:, : self.n_scalars]
+        q = self.query(s).view(n_atoms, self.n_heads, self.d_head)
+        k = self.key(s).view(n_atoms, self.n_heads, self.d_head)
+        qk = (q[edge_dst] * k[edge_src]).sum(-1)  # (n_edges, n_heads)
+        if self.n_vectors:
+            v = h[:, self.n_scalars : self.n_scalars + 3 * self.n_vectors]
+            v = v.view(n_atoms, self.n_vectors, 3)
+            dots = (v[edge_dst] * v[edge_src]).sum(-1)  # (n_edges, n_vectors)
+            qk = qk + nn.functional.silu(self.vector_logit(dots))
+        logits = qk / math.sqrt(self.d_head) + self.radial_bias(basis)
+        # shift by m_i = max(0, max_j logit_ij) for stability; it cancels exactly
+        shift = torch.zeros(n_atoms, self.n_heads, dtype=logits.dtype, device=h.device)
+        shift = shift.scatter_reduce(
+            0, edge_dst[:, None].expand_as(logits), logits.detach(), "amax"
+        )
+        weights = envelope[:, None] * torch.exp(logits - shift[edge_dst])
+        denom = torch.exp(-shift).index_add(0, edge_dst, weights)  # (n_atoms, n_heads)
+        return weights / denom[edge_dst]
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        edge_src: torch.Tensor,
+        edge_dst: torch.Tensor,
+        edge_sh: torch.Tensor,
+        basis: torch.Tensor,
+        envelope: torch.Tensor,
+        return_attention: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Update node features.
+
+        Parameters
+        ----------
+        h : Tensor, shape (n_atoms, irreps_hidden.dim)
+        edge_src, edge_dst : Tensor, shape (n_edges,)
+        edge_sh : Tensor, shape (n_edges, irreps_sh.dim)
+        basis : Tensor, shape (n_edges, n_basis)
+        envelope : Tensor, shape (n_edges,)
+
+        Returns
+        -------
+        h : Tensor, shape (n_atoms, irreps_hidden.dim)
+        alpha : Tensor, shape (n_edges, n_heads), or None
+        """
+        x = self.norm_attn(h)
+        alpha = self.attention_weights(x, edge_src, edge_dst, basis, envelope)
+        weights = self.radial(basis, envelope)  # (n_edges, tp.weight_numel)
+        weights = weights * alpha[:, self.head_index]
+        msg = self.tp(x[edge_src], edge_sh, weights)  # (n_edges, irreps_msg.dim)
+        agg = torch.zeros(h.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
+        agg = agg.index_add(0, edge_dst, msg)
+        h = h + self.gate_attn(self.lin_attn(agg))
+        h = h + self.lin_ff_out(self.gate_ff(self.lin_ff_in(self.norm_ff(h))))
+        return h, (alpha if return_attention else None)
