@@ -42,8 +42,6 @@ class ModelConfig:
         Width of the atomic-energy readout MLP.
     dropout : float
         Dropout probability in the readout (used by MC-dropout uncertainty).
-    avg_num_neighbors : float
-        Normalisation of the neighbour sum (set from training data).
     zbl : bool
         Add a Ziegler–Biersack–Littmark screened-nuclear repulsion pair term
         (smoothly switched off between ``zbl_inner`` and ``zbl_outer`` × the
@@ -65,7 +63,6 @@ class ModelConfig:
     radial_hidden: int = 32
     readout_hidden: int = 16
     dropout: float = 0.0
-    avg_num_neighbors: float = 10.0
     zbl: bool = True
     zbl_inner: float = 0.5
     zbl_outer: float = 0.8

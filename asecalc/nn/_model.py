@@ -159,6 +159,9 @@ class EformerModel(nn.Module):
             out["forces"] = forces
             if virial is not None:
                 volume = torch.linalg.det(cell).abs()
+                # non-periodic graphs in a mixed batch: avoid 0-division (their
+                # stress is meaningless and never used)
+                volume = torch.where(volume > 1e-9, volume, torch.ones_like(volume))
                 out["stress"] = -virial / volume[:, None, None]
         if return_attention:
             out["attention"] = attention
