@@ -181,7 +181,7 @@ def labelled_to_graph(
     graph["has_forces"] = torch.full((n,), item.forces is not None)
     stress = np.zeros((3, 3))
     if item.stress is not None:
-        from ase.constraints import voigt_6_to_full_3x3_stress
+        from ase.stress import voigt_6_to_full_3x3_stress
 
         stress = voigt_6_to_full_3x3_stress(item.stress)
     graph["stress_ref"] = torch.as_tensor(stress[None], dtype=dtype)
