@@ -98,6 +98,12 @@ class CLICommand:
             "calls; 0 skips (default 2)",
         )
         parser.add_argument(
+            "--jacobian-displacement",
+            type=float,
+            default=1e-3,
+            help="finite-difference step of λ in Å (default 1e-3)",
+        )
+        parser.add_argument(
             "--trajectory-interval",
             type=int,
             default=10,
@@ -145,6 +151,7 @@ class CLICommand:
             trajectory_interval=args.trajectory_interval,
             output_dir=output,
             jacobian_frames=args.jacobian_frames,
+            jacobian_displacement=args.jacobian_displacement,
             min_distance=args.min_distance,
             max_force=args.max_force,
         )

@@ -1,0 +1,44 @@
+"""Settings of the DiaSL controller (torch-free, so ``eformer --help`` stays fast).
+
+Re-exported as :class:`asecalc.training.diasl.DiaSLConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DiaSLConfig:
+    """Settings of the DiaSL controller.
+
+    Attributes
+    ----------
+    gain_threshold : float
+        Act when ``-d ln L / d ln C`` of the recent validation loss is below this.
+    window, min_points : int
+        Validation points in the marginal-gain fit; points needed after an action.
+    gap_threshold : float
+        Add data when ``(L_val - L_train) / L_val`` exceeds this (without laws).
+    initial_fraction, slice_fraction : float
+        Training pool fraction to start with, and to add per data action.
+    max_layers, max_width_factor : int
+        Growth limits (attention blocks; MLP width multiple of the start).
+    anneal_fraction : float
+        Final fraction of the budget with cosine learning-rate decay (no actions).
+    rewarm_steps : int
+        Linear learning-rate warm-up after the start and after each action.
+    """
+
+    gain_threshold: float = 0.1
+    window: int = 5
+    min_points: int = 4
+    gap_threshold: float = 0.3
+    initial_fraction: float = 0.25
+    slice_fraction: float = 0.25
+    max_layers: int = 4
+    max_width_factor: int = 4
+    anneal_fraction: float = 0.2
+    rewarm_steps: int = 20
+    flops_batches: int = 3
+    train_probe: int = 64

@@ -1,0 +1,171 @@
+"""Adaptive (DiaSL) runs from a database, and the comparison with fixed configurations.
+
+:func:`run_adaptive` prepares the same validation split as a sweep
+(:func:`asecalc.training.scale.prepare_split`), builds the start model on the
+first slice of the training pool and runs
+:class:`~asecalc.training.diasl.DiaSLController`. :func:`compare_adaptive` is the
+acceptance experiment: at equal training FLOPs, the adaptive run against fixed
+configurations chosen up front (each trained on all the data with a cosine
+schedule over the whole budget), all validated on the same structures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asecalc.cli._common import write_json_atomic
+from asecalc.config import TrainConfig
+from asecalc.training.data import (
+    GraphDataset,
+    elements_of,
+    fit_reference_energies,
+    open_sources,
+)
+from asecalc.training.diasl import DiaSLConfig, DiaSLController
+from asecalc.training.growth import AppendableSource, DataHook
+from asecalc.training.model_init import new_model, set_normalisation
+from asecalc.training.scale import SweepRequest, prepare_split, run_sweep, size_config
+
+
+@dataclass
+class AdaptiveRequest:
+    """An adaptive (DiaSL) run (see ``eformer scale adaptive --help``)."""
+
+    data: str
+    output_dir: str
+    budget_flops: float
+    start_size: dict[str, Any] = field(
+        default_factory=lambda: {"preset": "S", "n_layers": 1}
+    )
+    select: str | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    diasl: DiaSLConfig = field(default_factory=DiaSLConfig)
+    laws: str | None = None
+
+
+def run_adaptive(
+    req: AdaptiveRequest, data_hook: DataHook | None = None
+) -> dict[str, Any]:
+    """Prepare the split, build the start model and run :class:`DiaSLController`."""
+    if req.budget_flops <= 0:
+        raise ValueError(f"budget_flops must be positive, got {req.budget_flops}")
+    out = Path(req.output_dir)
+    split = prepare_split(req.data, out, req.select, req.val_fraction, [1.0], req.seed)
+    pool = AppendableSource(open_sources(split["pool"], None, False))
+    cfg = req.diasl
+    n0 = min(
+        len(pool),
+        max(round(cfg.initial_fraction * len(pool)), req.train.batch_size),
+    )
+    slice_size = max(round(cfg.slice_fraction * len(pool)), 1)
+    positions = list(range(n0))
+    config = size_config(req.start_size, elements_of(pool.base))
+    model = new_model(config, req.train.seed)
+    set_normalisation(model, *fit_reference_energies(pool, positions, config.elements))
+    val_source = open_sources(split["val"], None, False)
+    val_set = GraphDataset(
+        val_source,
+        range(len(val_source)),
+        config.elements,
+        config.cutoff,
+        getattr(torch, config.dtype),
+    )
+    laws = json.loads(Path(req.laws).read_text()) if req.laws else None
+    controller = DiaSLController(
+        model,
+        pool,
+        positions,
+        val_set,
+        req.train,
+        cfg,
+        req.budget_flops,
+        out,
+        data_hook,
+        laws,
+        slice_size,
+    )
+    return controller.run()
+
+
+def compare_adaptive(
+    data: str,
+    output_dir: str | Path,
+    budget_flops: float,
+    fixed_sizes: dict[str, dict[str, Any]],
+    adaptive: AdaptiveRequest | None = None,
+    train: TrainConfig | None = None,
+    select: str | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    flops_batches: int = 3,
+) -> dict[str, Any]:
+    """Adaptive run against fixed configurations at the same FLOP budget.
+
+    Each fixed configuration (a size in ``fixed_sizes`` trained on the whole
+    training pool with a cosine schedule over ``budget_flops``, as one would
+    choose up front without scaling laws) and the DiaSL run are validated on
+    the same held-out structures. Writes ``compare.json``.
+
+    Returns
+    -------
+    dict
+        ``fixed`` (per size: best validation force MAE in meV/Å, FLOPs used),
+        ``best_fixed``, ``adaptive`` and ``adaptive_wins`` (lower force MAE).
+    """
+    out = Path(output_dir)
+    train = train or TrainConfig()
+    sweep = run_sweep(
+        SweepRequest(
+            data=data,
+            output_dir=str(out / "fixed"),
+            sizes=fixed_sizes,
+            data_fractions=[1.0],
+            budget_flops=budget_flops,
+            select=select,
+            val_fraction=val_fraction,
+            train=train,
+            seed=seed,
+            flops_batches=flops_batches,
+        )
+    )
+    key = "val_forces_mae_meV_per_A"
+    fixed = {
+        r["label"]: {
+            "forces_mae_meV_per_A": r["best"].get(key),
+            "n_params": r["n_params"],
+            "flops": r["total_flops"],
+        }
+        for r in sweep["runs"]
+    }
+    adaptive = adaptive or AdaptiveRequest(
+        data=data, output_dir="", budget_flops=budget_flops
+    )
+    adaptive.data, adaptive.output_dir = data, str(out / "adaptive")
+    adaptive.budget_flops, adaptive.select = budget_flops, select
+    adaptive.val_fraction, adaptive.seed, adaptive.train = val_fraction, seed, train
+    result = run_adaptive(adaptive)
+    best_label = min(fixed, key=lambda k: fixed[k]["forces_mae_meV_per_A"] or math.inf)
+    summary = {
+        "budget_flops": budget_flops,
+        "fixed": fixed,
+        "best_fixed": {"label": best_label, **fixed[best_label]},
+        "adaptive": {
+            "forces_mae_meV_per_A": result["best"].get(key),
+            "flops": result["flops_used"],
+            "decisions": [d.get("action") for d in result["decisions"]],
+        },
+    }
+    summary["adaptive_wins"] = bool(
+        (summary["adaptive"]["forces_mae_meV_per_A"] or math.inf)
+        < (fixed[best_label]["forces_mae_meV_per_A"] or math.inf)
+    )
+    write_json_atomic(out / "compare.json", summary)
+    return summary

@@ -1,0 +1,493 @@
+"""Scaling sweeps: train model size × data size at a FLOP budget, then fit laws.
+
+:func:`prepare_split` writes a fixed validation database and nested training
+subsets (prefixes of one seeded permutation) under ``<output>/data``, so every
+run of a sweep (and of ``eformer scale adaptive``/``compare`` on the same
+directory) is validated on the same structures. :func:`run_sweep` trains each
+(size, fraction) with :func:`asecalc.training.run.train_model` in its own
+``runs/<size>_f<fraction>`` directory, with the number of steps set by the
+measured FLOPs per step (:mod:`asecalc.training.flops`), and writes
+``result.json`` there as soon as the run finishes; finished runs are skipped on
+a re-run and unfinished ones resume from their checkpoint.
+:func:`fit_sweep` fits L(C) on the compute frontier, L(N), L(P) and the joint
+L(N, P) (:mod:`analysis.scaling_fit`) and draws the plots.
+
+The learning rate follows the trainer's cosine schedule over each run, so the
+intermediate points of a curve are not compute-optimal for their own budget:
+the frontier is an upper bound of the best achievable loss.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from asecalc.cli._common import write_json_atomic
+from asecalc.config import PRESET_ALIASES, PRESETS, TrainConfig, preset_config
+from asecalc.training.data import GraphDataset, elements_of, open_sources
+
+logger = logging.getLogger(__name__)
+RESULT = "result.json"
+
+
+@dataclass
+class SweepRequest:
+    """A scaling sweep (see ``eformer scale sweep --help``).
+
+    Attributes
+    ----------
+    data : str
+        ASE database or file with energy/force labels.
+    output_dir : str
+    sizes : dict
+        ``label -> ModelConfig overrides`` (a preset name in ``"preset"``).
+    data_fractions : list of float
+        Fractions of the training pool, each in (0, 1].
+    budget_flops : float
+        Training FLOPs of each run (sets its number of steps).
+    train : TrainConfig
+        Base settings; ``max_steps`` and ``eval_every`` are set per run.
+    n_evals : int
+        Validation points per run (the learning curve in C).
+    """
+
+    data: str
+    output_dir: str
+    sizes: dict[str, dict[str, Any]]
+    data_fractions: list[float]
+    budget_flops: float
+    select: str | None = None
+    val_fraction: float = 0.1
+    train: TrainConfig = field(default_factory=TrainConfig)
+    n_evals: int = 10
+    flops_batches: int = 3
+    seed: int = 0
+    progress: bool = False
+
+
+def parse_sizes(
+    text: str, overrides: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """``"small,medium"`` or ``"xs:S:n_scalars=8:n_layers=1,..."`` -> size specs.
+
+    Each item is a preset name, or ``label:preset:key=value:...``; ``overrides``
+    (e.g. from ``--model.*`` flags) apply to every size.
+    """
+    sizes: dict[str, dict[str, Any]] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        label, *rest = item.split(":")
+        preset = rest[0] if rest and "=" not in rest[0] else label
+        spec: dict[str, Any] = {"preset": preset, **(overrides or {})}
+        for kv in rest[1:] if rest and "=" not in rest[0] else rest:
+            key, _, value = kv.partition("=")
+            try:
+                spec[key] = json.loads(value)
+            except json.JSONDecodeError:
+                spec[key] = value
+        if PRESET_ALIASES.get(preset, preset) not in PRESETS:
+            raise ValueError(
+                f"size {item!r}: unknown preset {preset!r}; use S/M/L "
+                "(small/medium/large) or label:preset:key=value"
+            )
+        sizes[label] = spec
+    if not sizes:
+        raise ValueError(f"no model sizes in {text!r}; e.g. --sizes small,medium")
+    return sizes
+
+
+def size_config(spec: dict[str, Any], elements: list[str]) -> Any:
+    """ModelConfig of a size spec for the given elements."""
+    spec = dict(spec)
+    return preset_config(spec.pop("preset", "S"), elements=tuple(elements), **spec)
+
+
+def prepare_split(
+    data: str,
+    output_dir: str | Path,
+    select: str | None,
+    val_fraction: float,
+    fractions: list[float],
+    seed: int,
+) -> dict[str, Any]:
+    """Write ``data/val.db`` and nested ``data/train_<f>.db`` subsets (idempotent).
+
+    Returns the contents of ``data/split.json``: ``val`` path, ``train``
+    mapping fraction -> path, ``pool`` path (the whole training pool, in
+    permuted order) and sizes.
+    """
+    import ase.db
+    import ase.io
+
+    for f in fractions:
+        if not 0 < f <= 1:
+            raise ValueError(f"data fractions must be in (0, 1], got {f}")
+    root = Path(output_dir) / "data"
+    index_path = root / "split.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else None
+    wanted = sorted({*fractions, 1.0})
+    same = index and [
+        index["data"],
+        index["select"],
+        index["seed"],
+        index["val_fraction"],
+    ] == [str(data), select, seed, val_fraction]
+    if same and set(map(str, wanted)) <= set(index["train"]):
+        return index
+    root.mkdir(parents=True, exist_ok=True)
+    if str(data).endswith(".db"):
+        with ase.db.connect(str(data)) as db:
+            rows = list(db.select(select or ""))
+    else:
+        rows = ase.io.read(str(data), index=select or ":")
+    if len(rows) < 4:
+        raise ValueError(
+            f"{data!r} has {len(rows)} structures; a sweep needs at least 4"
+        )
+    perm = np.random.default_rng(seed).permutation(len(rows))
+    n_val = min(max(round(val_fraction * len(rows)), 1), len(rows) - 2)
+    val, pool = perm[:n_val], _cover_elements_first(rows, perm[n_val:])
+
+    def write(path: Path, positions: np.ndarray) -> None:
+        tmp = path.with_suffix(".tmp.db")
+        tmp.unlink(missing_ok=True)
+        with ase.db.connect(str(tmp)) as out:
+            for i in positions:
+                out.write(rows[int(i)])
+        tmp.replace(path)
+
+    index = {
+        "data": str(data),
+        "select": select,
+        "seed": seed,
+        "val": str(root / "val.db"),
+        "n_val": int(n_val),
+        "val_fraction": val_fraction,
+        "pool": str(root / "train_1.0.db"),
+        "train": {},
+        "n_train": {},
+    }
+    write(root / "val.db", val)
+    for f in wanted:
+        n = max(round(f * len(pool)), 2)
+        write(root / f"train_{f}.db", pool[:n])
+        index["train"][str(f)], index["n_train"][str(f)] = (
+            str(root / f"train_{f}.db"),
+            n,
+        )
+    write_json_atomic(index_path, index)
+    return index
+
+
+def _cover_elements_first(rows: list[Any], order: np.ndarray) -> np.ndarray:
+    """Reorder so the first few structures contain every element of the pool.
+
+    Every nested subset then trains a model on all elements (the validation
+    set may contain any of them).
+    """
+    seen: set[str] = set()
+    front = []
+    for k, i in enumerate(order):
+        row = rows[int(i)]
+        symbols = set(
+            row.get_chemical_symbols() if isinstance(row, Atoms) else row.symbols
+        )
+        if symbols - seen:
+            seen |= symbols
+            front.append(k)
+    rest = [k for k in range(len(order)) if k not in set(front)]
+    return order[np.array(front + rest, dtype=int)]
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Rows of a trainer ``metrics.csv`` as dicts of floats (``is_best`` as bool)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    out = []
+    for row in rows:
+        rec: dict[str, Any] = {}
+        for k, v in row.items():
+            if k == "is_best":
+                rec[k] = v == "True"
+            elif v not in ("", None):
+                rec[k] = float(v)
+        out.append(rec)
+    return out
+
+
+def best_record(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last ``is_best`` row (the weights in ``model.pt``), else the last row."""
+    best = [h for h in history if h.get("is_best")]
+    return best[-1] if best else (history[-1] if history else {})
+
+
+def measure_run_flops(
+    spec: dict[str, Any], train_db: str, train: TrainConfig, n_batches: int, seed: int
+) -> tuple[dict[str, Any], list[str]]:
+    """FLOPs per step and parameters of the model ``train_model`` builds for a run."""
+    from asecalc.training.flops import measure_step_flops
+    from asecalc.training.model_init import new_model
+
+    source = open_sources(train_db, None, False)
+    elements = elements_of(source)
+    config = size_config(spec, elements)
+    model = new_model(config, train.seed)
+    dataset = GraphDataset(
+        source,
+        range(len(source)),
+        config.elements,
+        config.cutoff,
+        getattr(torch, config.dtype),
+    )
+    return measure_step_flops(
+        model, dataset, train, n_batches, seed
+    ).to_dict(), elements
+
+
+def run_one(
+    req: SweepRequest, label: str, fraction: float, split: dict[str, Any]
+) -> dict[str, Any]:
+    """Train (or resume, or load) one sweep run; return its ``result.json`` data."""
+    from asecalc.training.run import TrainRequest, train_model
+
+    run_dir = Path(req.output_dir) / "runs" / f"{label}_f{fraction}"
+    if (run_dir / RESULT).exists():
+        logger.info("skipping finished run %s", run_dir.name)
+        return json.loads((run_dir / RESULT).read_text())
+    spec = req.sizes[label]
+    train_db = split["train"][str(fraction)]
+    flops, _ = measure_run_flops(spec, train_db, req.train, req.flops_batches, req.seed)
+    steps = int(req.budget_flops // flops["flops_per_step"])
+    if steps < 1:
+        raise ValueError(
+            f"run {run_dir.name}: budget {req.budget_flops:.3g} FLOPs is less "
+            f"than one step ({flops['flops_per_step']:.3g}); raise --budget-flops"
+        )
+    eval_every = max(1, math.ceil(steps / req.n_evals))
+    cfg = TrainConfig.from_dict(
+        {
+            **req.train.to_dict(),
+            "max_steps": steps,
+            "eval_every": eval_every,
+            "warmup_steps": min(req.train.warmup_steps, steps // 5),
+        }
+    )
+    overrides = {k: v for k, v in spec.items() if k != "preset"}
+    summary = train_model(
+        TrainRequest(
+            data=train_db,
+            output_dir=str(run_dir),
+            val_data=split["val"],
+            preset=spec.get("preset", "S"),
+            model_overrides=overrides,
+            train=cfg,
+            resume=True,
+            progress=req.progress,
+        )
+    )
+    history = read_metrics(run_dir / "metrics.csv")
+    for row in history:
+        row["flops"] = row["step"] * flops["flops_per_step"]
+    result = {
+        "label": label,
+        "fraction": fraction,
+        "n_train": split["n_train"][str(fraction)],
+        "n_val": split["n_val"],
+        **flops,
+        "steps": steps,
+        "batch_size": cfg.batch_size,
+        "total_flops": steps * flops["flops_per_step"],
+        "best": best_record(history),
+        "curve": history,
+        "model": summary["model"],
+        "size": spec,
+    }
+    write_json_atomic(run_dir / RESULT, result)
+    return result
+
+
+def run_sweep(req: SweepRequest) -> dict[str, Any]:
+    """Run every (size, fraction) not yet finished; returns ``sweep.json`` contents."""
+    if req.budget_flops <= 0:
+        raise ValueError(f"budget_flops must be positive, got {req.budget_flops}")
+    out = Path(req.output_dir)
+    split = prepare_split(
+        req.data, out, req.select, req.val_fraction, req.data_fractions, req.seed
+    )
+    results = []
+    for label in req.sizes:
+        for fraction in req.data_fractions:
+            res = run_one(req, label, fraction, split)
+            results.append(
+                {
+                    k: res[k]
+                    for k in (
+                        "label",
+                        "fraction",
+                        "n_train",
+                        "n_params",
+                        "flops_per_step",
+                        "total_flops",
+                        "best",
+                    )
+                }
+            )
+            write_json_atomic(
+                out / "sweep.json",
+                {"budget_flops": req.budget_flops, "split": split, "runs": results},
+            )
+    return {"budget_flops": req.budget_flops, "split": split, "runs": results}
+
+
+def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """Every finished run's ``result.json`` under ``sweep_dir/runs``."""
+    paths = sorted(Path(sweep_dir).glob(f"runs/*/{RESULT}"))
+    if not paths:
+        raise ValueError(
+            f"no finished runs (runs/*/{RESULT}) under {str(sweep_dir)!r}; "
+            "run `eformer scale sweep` first"
+        )
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def _try(name: str, fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, str | None]:
+    try:
+        return fn(*args, **kwargs), None
+    except ValueError as err:
+        logger.warning("%s fit skipped: %s", name, err)
+        return None, str(err)
+
+
+def fit_sweep(
+    sweep_dir: str | Path,
+    metric: str = "val_loss",
+    n_bootstrap: int = 200,
+    plots: bool = True,
+    budgets: list[float] | None = None,
+) -> dict[str, Any]:
+    """Fit L(C), L(N), L(P) and L(N, P) to a sweep; write ``fit.json`` and PNGs."""
+    from analysis import scaling_fit as sf
+
+    out = Path(sweep_dir)
+    runs = load_results(out)
+    curves = [
+        (
+            np.array([r["flops"] for r in run["curve"] if metric in r]),
+            np.array([r[metric] for r in run["curve"] if metric in r]),
+        )
+        for run in runs
+    ]
+    frontier = sf.compute_frontier(curves)
+    finals = np.array(
+        [
+            [run["n_train"], run["n_params"], run["best"].get(metric, np.nan)]
+            for run in runs
+        ]
+    )
+    report: dict[str, Any] = {
+        "metric": metric,
+        "n_runs": len(runs),
+        "fits": {},
+        "skipped": {},
+    }
+    fits: dict[str, Any] = {}
+    fits["C"], why_c = _try("L(C)", sf.fit_power_law, *frontier, "C", n_bootstrap)
+    for col, name in ((0, "N"), (1, "P")):
+        xs = np.unique(finals[:, col])
+        best = [np.nanmin(finals[finals[:, col] == x, 2]) for x in xs]
+        fits[name], why = _try(
+            f"L({name})", sf.fit_power_law, xs, best, name, n_bootstrap
+        )
+        if why:
+            report["skipped"][name] = why
+    fits["joint"], why_j = _try(
+        "L(N,P)", sf.fit_joint, finals[:, 0], finals[:, 1], finals[:, 2], n_bootstrap
+    )
+    for key, why in (("C", why_c), ("joint", why_j)):
+        if why:
+            report["skipped"][key] = why
+    report["fits"] = {k: v.to_dict() for k, v in fits.items() if v is not None}
+    report["frontier"] = {"flops": frontier[0].tolist(), "loss": frontier[1].tolist()}
+    report["runs"] = [
+        {k: run[k] for k in ("label", "fraction", "n_train", "n_params", "total_flops")}
+        | {metric: run["best"].get(metric)}
+        for run in runs
+    ]
+    if fits["joint"] is not None:
+        report["allocation"] = _allocation(fits["joint"], runs, budgets)
+    if plots:
+        report["plots"] = _plots(out, runs, curves, frontier, finals, fits)
+    write_json_atomic(out / "fit.json", report)
+    return report
+
+
+def _allocation(
+    joint: Any, runs: list[dict[str, Any]], budgets: list[float] | None
+) -> dict[str, Any]:
+    """Compute-optimal (P, N) at budgets, at the sweep's median epochs per run."""
+    from analysis.scaling_fit import compute_optimal_allocation
+
+    k = float(
+        np.median(
+            [r["flops_per_step"] / (r["n_params"] * r["batch_size"]) for r in runs]
+        )
+    )
+    epochs = float(
+        np.median([r["steps"] * r["batch_size"] / r["n_train"] for r in runs])
+    )
+    top = max(r["total_flops"] for r in runs)
+    budgets = budgets or [top, 10 * top, 100 * top]
+    return {
+        "flops_per_param_structure": k,
+        "epochs": epochs,
+        "assumption": "C = k * epochs * P * N with the sweep's median epochs",
+        "budgets": [compute_optimal_allocation(joint, c, k * epochs) for c in budgets],
+    }
+
+
+def _plots(
+    out: Path,
+    runs: list[dict[str, Any]],
+    curves: list[Any],
+    frontier: Any,
+    finals: np.ndarray,
+    fits: dict[str, Any],
+) -> dict[str, str]:
+    from analysis import scaling_fit as sf
+
+    paths = {
+        "C": sf.plot_power_law(
+            out / "loss_vs_compute.png",
+            [
+                (f"{r['label']} N={r['n_train']}", c, v)
+                for r, (c, v) in zip(runs, curves, strict=True)
+            ],
+            fits["C"],
+            "training FLOPs C",
+            highlight=frontier,
+        )
+    }
+    for col, name, label in (
+        (0, "N", "training structures N"),
+        (1, "P", "parameters P"),
+    ):
+        xs = np.unique(finals[:, col])
+        best = [np.nanmin(finals[finals[:, col] == x, 2]) for x in xs]
+        paths[name] = sf.plot_power_law(
+            out / f"loss_vs_{name}.png",
+            [("best over runs", xs, best)],
+            fits[name],
+            label,
+        )
+    paths["joint"] = sf.plot_joint(
+        out / "loss_joint.png", finals[:, 0], finals[:, 1], finals[:, 2], fits["joint"]
+    )
+    return {k: str(v) for k, v in paths.items()}

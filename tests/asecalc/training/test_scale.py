@@ -1,0 +1,268 @@
+"""Scaling: measured FLOPs, function-preserving growth, resumable sweeps, DiaSL."""
+
+from __future__ import annotations
+
+import json
+
+import ase.db
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk, molecule
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from asecalc.cli.main import main
+from asecalc.config import TrainConfig, preset_config
+from asecalc.training.adaptive import AdaptiveRequest, run_adaptive
+from asecalc.training.data import GraphDataset, open_sources
+from asecalc.training.diasl import DiaSLConfig
+from asecalc.training.flops import (
+    count_parameters,
+    count_step_flops,
+    measure_step_flops,
+)
+from asecalc.training.growth import grow_depth, grow_width
+from asecalc.training.model_init import new_model
+from asecalc.training.scale import measure_run_flops, parse_sizes
+
+TINY = {
+    "n_scalars": 8,
+    "n_vectors": 4,
+    "n_layers": 1,
+    "n_heads": 2,
+    "radial_hidden": 8,
+    "readout_hidden": 8,
+    "cutoff": 3.5,
+}
+TINY_SIZE = "xs:S:" + ":".join(f"{k}={v}" for k, v in TINY.items())
+FAST = {"batch_size": 4, "lr": 1e-2, "warmup_steps": 2, "ema_decay": 0.0}
+
+
+def _label(atoms, calc, stress=False):
+    atoms.calc = calc
+    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+    if stress:
+        results["stress"] = atoms.get_stress()
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def emt_db(tmp_path_factory):
+    """28 EMT-labelled structures: rattled molecules and strained Cu cells."""
+    path = tmp_path_factory.mktemp("data") / "emt.db"
+    rng = np.random.default_rng(0)
+    with ase.db.connect(path) as db:
+        for i in range(24):
+            atoms = molecule(["H2O", "CH4", "NH3"][i % 3])
+            atoms.rattle(0.08, rng=rng)
+            db.write(_label(atoms, EMT()))
+        for i in range(4):
+            atoms = bulk("Cu", "fcc", a=3.6 + 0.02 * i)
+            atoms.rattle(0.05, rng=rng)
+            db.write(_label(atoms, EMT(), stress=True))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(emt_db):
+    source = open_sources(emt_db, None, False)
+    config = preset_config("S", elements=("H", "C", "N", "O", "Cu"), **TINY)
+    model = new_model(config, 0)
+    with torch.no_grad():  # non-trivial weights everywhere (readout starts at zero)
+        gen = torch.Generator().manual_seed(1)
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    dataset = GraphDataset(source, range(len(source)), config.elements, config.cutoff)
+    return model, dataset
+
+
+def test_flops_counted_including_force_double_backward(tiny):
+    model, dataset = tiny
+    batch = dataset.batch([0, 1, 2, 24])
+    energy_only = count_step_flops(model, batch, TrainConfig(forces_weight=0.0))
+    with_forces = count_step_flops(model, batch, TrainConfig())
+    model.zero_grad(set_to_none=True)
+    rng_before = torch.random.get_rng_state()
+    assert count_step_flops(model, batch, TrainConfig()) == with_forces  # deterministic
+    assert all(p.grad is None for p in model.parameters())  # no side effects
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+    # forces by autograd + their parameter gradient (double backward) cost more
+    assert with_forces > 1.5 * energy_only > 0
+    bigger = count_step_flops(
+        model, dataset.batch([0, 1, 2, 24, 3, 4, 5, 25]), TrainConfig()
+    )
+    assert bigger > with_forces
+    grown = count_step_flops(grow_depth(model), batch, TrainConfig())
+    assert grown > with_forces
+    measured = measure_step_flops(
+        model, dataset, TrainConfig(batch_size=4), n_batches=2
+    )
+    assert measured.n_params == count_parameters(model) > 0
+    assert min(measured.per_batch) > 0
+    assert measured.per_step > 0
+
+
+@pytest.mark.parametrize("kind", ["depth", "width", "both"])
+def test_growth_preserves_energies_and_forces(tiny, kind):
+    model, dataset = tiny
+    batch = dataset.batch([0, 1, 2, 24, 25])
+    grow = {
+        "depth": lambda m: grow_depth(m, 3),
+        "width": lambda m: grow_width(m, 2, 3),
+        "both": lambda m: grow_width(grow_depth(m, 3), 2, 4),
+    }[kind]
+    grown = grow(model)
+    assert count_parameters(grown) > count_parameters(model)
+    before = model(batch, compute_stress=True)
+    after = grown(batch, compute_stress=True)
+    for key in ("energy", "forces", "stress"):
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-10)
+    # ... and the new weights learn: a loss on forces has non-zero gradient there
+    loss = grown(batch, create_graph=True)["forces"].pow(2).sum()
+    loss.backward()
+    if kind != "width":
+        assert grown.layers[-1].lin_attn.weight.grad.abs().sum() > 0
+        assert grown.layers[-1].lin_ff_out.weight.grad.abs().sum() > 0
+    if kind != "depth":
+        new_cols = grown.readout.net[-1].weight.grad[:, TINY["readout_hidden"] :]
+        assert new_cols.abs().sum() > 0
+
+
+def test_parse_sizes():
+    sizes = parse_sizes("small,xs:M:n_layers=1:cutoff=4.0", {"dtype": "float32"})
+    assert sizes["small"] == {"preset": "small", "dtype": "float32"}
+    assert sizes["xs"] == {
+        "preset": "M",
+        "dtype": "float32",
+        "n_layers": 1,
+        "cutoff": 4.0,
+    }
+    with pytest.raises(ValueError, match="unknown preset"):
+        parse_sizes("huge")
+
+
+def test_sweep_cli_resumable_and_fit(emt_db, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    fps, _ = measure_run_flops(
+        parse_sizes(TINY_SIZE)["xs"], str(emt_db), TrainConfig(**FAST), 1, 0
+    )
+    budget = 6.5 * fps["flops_per_step"]
+    args = [
+        "scale",
+        "sweep",
+        str(emt_db),
+        "--sizes",
+        TINY_SIZE,
+        "--data-fractions",
+        "0.3,1.0",
+        "--budget-flops",
+        str(budget),
+        "--output-dir",
+        str(out),
+        "--n-evals",
+        "3",
+        "--flops-batches",
+        "1",
+        "--val-fraction",
+        "0.15",
+        "--json",
+    ]
+    args += [f"--train.{k.replace('_', '-')}={v}" for k, v in FAST.items()]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [r["fraction"] for r in summary["runs"]] == [0.3, 1.0]
+    n_train = [r["n_train"] for r in summary["runs"]]
+    assert n_train[0] < n_train[1]
+    split = summary["split"]
+    assert split["n_val"] + n_train[1] == 28
+    for run in summary["runs"]:
+        result = json.loads(
+            (out / "runs" / f"xs_f{run['fraction']}" / "result.json").read_text()
+        )
+        assert result["total_flops"] <= budget
+        assert result["total_flops"] == pytest.approx(
+            result["steps"] * result["flops_per_step"]
+        )
+        assert result["n_params"] > 0
+        assert result["curve"][-1]["flops"] <= budget
+        assert "val_forces_mae_meV_per_A" in result["best"]
+    stamp = (out / "runs" / "xs_f0.3" / "result.json").stat().st_mtime_ns
+    assert main(args) == 0  # finished runs are skipped, not retrained
+    capsys.readouterr()
+    assert (out / "runs" / "xs_f0.3" / "result.json").stat().st_mtime_ns == stamp
+    assert main(["scale", "fit", str(out), "--bootstrap", "10", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_runs"] == 2
+    assert "P" in report["skipped"]  # one size only
+    assert "joint" in report["skipped"]
+    assert (out / "fit.json").exists()
+    assert (out / "loss_vs_compute.png").stat().st_size > 1000
+    assert np.all(np.diff(report["frontier"]["loss"]) < 0)
+
+
+def test_adaptive_adds_data_from_hook_then_grows(emt_db, tmp_path):
+    extra = []
+    for i in range(3):
+        atoms = molecule("CH4")
+        atoms.rattle(0.05, rng=np.random.default_rng(100 + i))
+        extra.append(_label(atoms, EMT()))
+    calls = []
+
+    def hook(n):  # an active-learning loop would label new structures here
+        calls.append(n)
+        return extra if len(calls) == 1 else []
+
+    start = {"preset": "S", **TINY}
+    fps, _ = measure_run_flops(start, str(emt_db), TrainConfig(**FAST), 1, 0)
+    budget = 12 * fps["flops_per_step"]
+    cfg = DiaSLConfig(
+        gain_threshold=1e9,
+        window=2,
+        min_points=2,
+        gap_threshold=-1e9,
+        anneal_fraction=0.1,
+        rewarm_steps=2,
+        flops_batches=1,
+        train_probe=8,
+    )
+    summary = run_adaptive(
+        AdaptiveRequest(
+            data=str(emt_db),
+            output_dir=str(tmp_path),
+            budget_flops=budget,
+            start_size=start,
+            val_fraction=0.15,
+            train=TrainConfig(**FAST, eval_every=2),
+            diasl=cfg,
+        ),
+        data_hook=hook,
+    )
+    actions = [d["action"] for d in summary["decisions"]]
+    assert actions[0] == "add_data"
+    assert summary["decisions"][0]["added"] == 3
+    assert actions[1] == "grow_depth"
+    assert "exhausted" in summary["decisions"][1]["reason"]
+    assert all(d["reason"] for d in summary["decisions"])
+    assert summary["decisions"][1]["max_energy_change_eV"] < 1e-9
+    assert (
+        summary["decisions"][1]["n_params"] > summary["decisions"][1]["n_params_before"]
+    )
+    assert summary["flops_used"] <= budget
+    assert summary["n_train"] >= 6 + 3
+    saved = json.loads((tmp_path / "adaptive.json").read_text())
+    assert saved["decisions"] == json.loads(json.dumps(summary["decisions"]))
+    assert (tmp_path / "model.pt").exists()
+    assert (tmp_path / "metrics.csv").exists()
+    steps = [row["step"] for row in saved["curve"]]
+    assert steps == sorted(steps)
+
+
+def test_bad_budget_is_a_clear_error(emt_db, tmp_path):
+    with pytest.raises(ValueError, match="budget_flops must be positive"):
+        run_adaptive(
+            AdaptiveRequest(
+                data=str(emt_db), output_dir=str(tmp_path), budget_flops=0.0
+            )
+        )
