@@ -163,3 +163,24 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in table:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return table[dtype]
+
+
+def export_model(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    dtype: str = "float64",
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Copy a model file with weights cast to ``dtype`` (float64 for MD) and extra metadata.
+
+    Models trained in float32 are exported in float64 so the calculator's
+    default precision is the one recommended for dynamics.
+    """
+    bundle = load_model(source, dtype=dtype)
+    config = bundle.config.replace(dtype=dtype)
+    members = []
+    for member in bundle.members:
+        copy = EformerModel(config).to(resolve_dtype(dtype))
+        copy.load_state_dict(member.state_dict())
+        members.append(copy)
+    save_model(destination, members, metadata={**bundle.metadata, **(metadata or {})})
