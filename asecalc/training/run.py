@@ -52,6 +52,7 @@ class TrainRequest:
     resume: bool = False
     progress: bool = True
     max_structures: int | None = None
+    plots: bool = True
 
 
 def _sources(req: TrainRequest) -> tuple[Any, ...]:
@@ -124,8 +125,9 @@ def train_model(req: TrainRequest) -> dict[str, Any]:
     summary = {"model": str(out / "model.pt"), "elements": list(config.elements),
                "members": results}
     write_json_atomic(out / "summary.json", summary)
-    _plots(out, [Path(out if req.ensemble == 1 else out / "members" / str(k))
-                 for k in range(req.ensemble)], val_set)
+    if req.plots:
+        _plots(out, [Path(out if req.ensemble == 1 else out / "members" / str(k))
+                     for k in range(req.ensemble)], val_set)
     return summary
 
 

@@ -1,0 +1,261 @@
+"""Selection of structures to label: uncertainty with diversity.
+
+Strategy ``"uncertainty"`` ranks candidates by an acquisition score (the
+largest per-atom force σ, optionally mixed with the attention entropy and a
+geometric outlier score), keeps the ``pool_factor × n`` best and picks ``n`` of
+them by farthest-point sampling (FPS) in a descriptor space built from the
+model's invariant features, so one rare event does not fill a round with
+near-duplicates. FPS distances include the already labelled structures.
+Strategy ``"random"`` draws ``n`` candidates uniformly (the baseline).
+
+Descriptor of a structure: the mean and the maximum over its atoms of the
+per-atom invariant (0e) features entering the readout, shape (2 n_scalars,),
+taken with a forward hook on ``model.readout``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("uncertainty", "random")
+
+
+def model_features(
+    calc: Any, images: Sequence[Atoms], batch_atoms: int = 2048
+) -> dict[str, np.ndarray]:
+    """Invariant descriptors and attention entropy of structures under ``calc``'s model.
+
+    Parameters
+    ----------
+    calc : EformerCalculator
+        Its first ensemble member is used.
+    images : sequence of ase.Atoms
+
+    Returns
+    -------
+    dict
+        ``descriptors`` (n_images, 2 n_scalars): mean and max over atoms of the
+        readout input features (dimensionless); ``attention_entropy``
+        (n_images,): mean over atoms, heads and layers of the entropy (nats) of
+        each atom's attention over its neighbours.
+    """
+    import torch
+
+    from asecalc.graph import atoms_to_graph, batch_graphs
+
+    model = calc.models[0]
+    captured: list[torch.Tensor] = []
+    handle = model.readout.register_forward_hook(
+        lambda module, inputs, output: captured.append(inputs[0].detach())
+    )
+    descriptors, entropies = [], []
+    try:
+        for chunk in _chunks(list(images), batch_atoms):
+            graphs = [
+                atoms_to_graph(
+                    atoms,
+                    calc.config.elements,
+                    calc.config.cutoff,
+                    calc.dtype,
+                    calc.device,
+                )
+                for atoms in chunk
+            ]
+            graph = batch_graphs(graphs)
+            captured.clear()
+            with torch.no_grad():
+                out = model(graph, compute_forces=False, return_attention=True)
+            scalars = captured[-1].double().cpu().numpy()  # (n_atoms, n_scalars)
+            entropy = _attention_entropy(out["attention"], graph)  # (n_atoms,)
+            start = 0
+            for g in graphs:
+                stop = start + len(g["species"])
+                block = scalars[start:stop]
+                descriptors.append(
+                    np.concatenate([block.mean(axis=0), block.max(axis=0)])
+                )
+                entropies.append(float(entropy[start:stop].mean()))
+                start = stop
+    finally:
+        handle.remove()
+    return {
+        "descriptors": np.array(descriptors),
+        "attention_entropy": np.array(entropies),
+    }
+
+
+def _chunks(images: list[Atoms], batch_atoms: int) -> list[list[Atoms]]:
+    chunks, current, n = [], [], 0
+    for atoms in images:
+        if current and n + len(atoms) > batch_atoms:
+            chunks.append(current)
+            current, n = [], 0
+        current.append(atoms)
+        n += len(atoms)
+    return chunks + ([current] if current else [])
+
+
+def _attention_entropy(attention: list[Any], graph: dict[str, Any]) -> np.ndarray:
+    """Per-atom entropy (nats) of attention weights, averaged over heads and layers."""
+    n_atoms = len(graph["species"])
+    dst = graph["edge_dst"].cpu().numpy()
+    total = np.zeros(n_atoms)
+    layers = [a for a in attention if a is not None]
+    for alpha in layers:
+        a = alpha.detach().double().cpu().numpy()  # (n_edges, n_heads)
+        terms = -(a * np.log(np.clip(a, 1e-300, None))).mean(axis=1)
+        total += np.bincount(dst, weights=terms, minlength=n_atoms)
+    return total / max(len(layers), 1)
+
+
+def min_distances(images: Sequence[Atoms]) -> np.ndarray:
+    """Shortest interatomic distance (Å) of each structure, shape (n_images,)."""
+    out = []
+    for atoms in images:
+        if len(atoms) < 2:
+            out.append(np.inf)
+            continue
+        d = atoms.get_all_distances(mic=bool(atoms.pbc.any()))
+        out.append(float(d[np.triu_indices(len(atoms), 1)].min()))
+    return np.array(out)
+
+
+def _rank01(values: np.ndarray) -> np.ndarray:
+    """Ranks scaled to [0, 1] (ties broken by order)."""
+    if len(values) < 2:
+        return np.ones(len(values))
+    return np.argsort(np.argsort(values, kind="stable"), kind="stable") / (
+        len(values) - 1
+    )
+
+
+def acquisition_scores(
+    sigma_max: np.ndarray,
+    entropy: np.ndarray | None = None,
+    min_distance: np.ndarray | None = None,
+    weights: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
+    """Rank-based acquisition score of candidates, shape (n_candidates,).
+
+    ``rank(σ_max) + w_attention · rank(entropy) + w_geometry · rank(-d_min)``,
+    ranks scaled to [0, 1], so scores of different units can be mixed.
+
+    Parameters
+    ----------
+    sigma_max : ndarray, shape (n,)
+        Largest per-atom force σ of each candidate (eV/Å).
+    entropy : ndarray, shape (n,), optional
+        Attention entropy (nats); higher means more diffuse attention.
+    min_distance : ndarray, shape (n,), optional
+        Shortest interatomic distance (Å); shorter is more of an outlier.
+    weights : (float, float)
+        Weights of the attention-entropy and geometric terms.
+    """
+    score = _rank01(np.asarray(sigma_max, float))
+    if weights[0] and entropy is not None:
+        score = score + weights[0] * _rank01(np.asarray(entropy, float))
+    if weights[1] and min_distance is not None:
+        score = score + weights[1] * _rank01(-np.asarray(min_distance, float))
+    return score
+
+
+def farthest_point_sampling(
+    features: np.ndarray,
+    n: int,
+    first: int = 0,
+    reference: np.ndarray | None = None,
+) -> list[int]:
+    """Greedy farthest-point sampling of ``n`` rows of ``features``.
+
+    Parameters
+    ----------
+    features : ndarray, shape (n_candidates, n_features)
+    n : int
+        Number of rows to pick (at most ``n_candidates``).
+    first : int
+        Row picked first when ``reference`` is None (e.g. the most uncertain).
+    reference : ndarray, shape (n_reference, n_features), optional
+        Already chosen points (labelled structures): candidates close to them
+        are picked last.
+
+    Returns
+    -------
+    list of int
+        Picked row indices, in order.
+    """
+    features = np.asarray(features, float)
+    n = min(int(n), len(features))
+    if n <= 0:
+        return []
+    dist = np.full(len(features), np.inf)
+    if reference is not None and len(reference):
+        for ref in np.asarray(reference, float):
+            dist = np.minimum(dist, np.linalg.norm(features - ref, axis=1))
+    picked = [int(first)] if not np.isfinite(dist).all() else [int(np.argmax(dist))]
+    for _ in range(n - 1):
+        dist = np.minimum(dist, np.linalg.norm(features - features[picked[-1]], axis=1))
+        dist[picked] = -1.0
+        picked.append(int(np.argmax(dist)))
+    return picked
+
+
+def select(
+    candidates: Sequence[Atoms],
+    n: int,
+    strategy: str,
+    rng: np.random.Generator,
+    calc: Any = None,
+    labelled: Sequence[Atoms] = (),
+    pool_factor: float = 3.0,
+    weights: tuple[float, float] = (0.0, 0.0),
+) -> list[int]:
+    """Indices of the ``n`` candidates to label.
+
+    Parameters
+    ----------
+    candidates : sequence of ase.Atoms
+        Exploration frames with ``info["sigma_max"]`` (eV/Å).
+    n : int
+    strategy : {"uncertainty", "random"}
+    rng : numpy.random.Generator
+        For the random strategy.
+    calc : EformerCalculator, optional
+        The current model (descriptors and attention); required for
+        ``"uncertainty"``.
+    labelled : sequence of ase.Atoms
+        Structures already labelled (FPS keeps away from them).
+    pool_factor : float
+        FPS runs over the ``ceil(pool_factor × n)`` best-scored candidates.
+    weights : (float, float)
+        Extra acquisition weights (attention entropy, geometric outlier).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    n = min(int(n), len(candidates))
+    if n <= 0:
+        return []
+    if strategy == "random":
+        return sorted(int(i) for i in rng.choice(len(candidates), n, replace=False))
+    if calc is None:
+        raise ValueError("strategy 'uncertainty' needs the model calculator (calc=...)")
+    sigma = np.array([float(a.info["sigma_max"]) for a in candidates])
+    features = model_features(calc, list(candidates))
+    scores = acquisition_scores(
+        sigma, features["attention_entropy"], min_distances(candidates), weights
+    )
+    pool = np.argsort(-scores, kind="stable")[: max(n, int(np.ceil(pool_factor * n)))]
+    reference = (
+        model_features(calc, list(labelled))["descriptors"] if labelled else None
+    )
+    desc = features["descriptors"][pool]
+    scale = desc.std(axis=0) + 1e-12  # standardise feature channels
+    ref = None if reference is None else reference / scale
+    picked = farthest_point_sampling(desc / scale, n, first=0, reference=ref)
+    return [int(pool[i]) for i in picked]

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Active learning (uncertainty + diversity) vs random selection, same label budget.
+#
+# Alanine dipeptide, GFN2-xTB (tblite) reference:
+#   1. seed: 50 frames of 300 K Langevin MD driven by GFN2-xTB;
+#   2. held-out test set: 100 frames of 300 K MD + 100 frames of well-tempered
+#      metadynamics on phi/psi (rare conformations: C7ax, alpha-L, ...), all
+#      relabelled with GFN2-xTB (unbiased forces);
+#   3. `eformer al` twice from the same seed: --strategy uncertainty and
+#      --strategy random, each 10 rounds x 50 labels, ensemble of 4;
+#   4. force MAE on the test set vs number of labels, both strategies (JSON+PNG).
+# Acceptance: the AL curve ends below the random one.
+#
+# Long run (hours on a CPU). Usage:
+#   bash benchmarks/al_vs_random.sh [OUTPUT_DIR]        (default: al-vs-random)
+# Environment: ROUNDS, PER_ROUND, ENSEMBLE, MAX_STEPS, WORKERS, THREADS override.
+set -euo pipefail
+
+OUT=${1:-al-vs-random}
+ROUNDS=${ROUNDS:-10}
+PER_ROUND=${PER_ROUND:-50}
+ENSEMBLE=${ENSEMBLE:-4}
+MAX_STEPS=${MAX_STEPS:-3000}
+WORKERS=${WORKERS:-2}
+THREADS=${THREADS:-1}
+PY=${PYTHON:-python}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+ALA="$HERE/asecalc/data/alanine_dipeptide.xyz"
+PHI="phi=torsion:4,6,8,14"   # 0-based, from the comment line of the xyz file
+PSI="psi=torsion:6,8,14,16"
+mkdir -p "$OUT"
+export OMP_NUM_THREADS=$THREADS
+
+# 1 + 2a: GFN2-xTB MD frames (labels come from the driving calculator)
+"$PY" - "$ALA" "$OUT" <<'EOF'
+import sys
+from pathlib import Path
+
+import ase.db
+import numpy as np
+from ase import units
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from tblite.ase import TBLite
+
+start, out = read(sys.argv[1]), Path(sys.argv[2])
+
+
+def md_frames(path, n_frames, seed, interval=40, equilibration=400):
+    if path.exists():
+        return
+    atoms = start.copy()
+    atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(seed))
+    dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.01 / units.fs,
+                   rng=np.random.default_rng(seed + 1))
+    dyn.run(equilibration)
+    tmp = path.with_suffix(".tmp.db")
+    tmp.unlink(missing_ok=True)
+    db = ase.db.connect(tmp)
+    for _ in range(n_frames):
+        dyn.run(interval)
+        frame = atoms.copy()
+        frame.calc = SinglePointCalculator(frame, energy=atoms.get_potential_energy(),
+                                           forces=atoms.get_forces())
+        db.write(frame, source="md300")
+    tmp.rename(path)
+
+
+md_frames(out / "seed.db", 50, seed=0)
+md_frames(out / "test_md.db", 100, seed=100)
+EOF
+
+# 2b: metadynamics on phi/psi with GFN2-xTB, frames relabelled without bias
+if [ ! -f "$OUT/test_metad.db" ]; then
+  eformer metad "$ALA" --calc xtb --cv "$PHI" --cv "$PSI" --temperature 300 \
+      --height 1.2 --sigma 0.35 --biasfactor 10 --pace 200 --steps 20000 \
+      --trajectory-interval 200 --seed 7 --output-dir "$OUT/metad"
+  eformer datagen "$OUT/metad/trajectory.traj" --reference xtb --workers "$WORKERS" \
+      --output "$OUT/test_metad.db"
+fi
+"$PY" - "$OUT" <<'EOF'
+import sys
+from pathlib import Path
+
+import ase.db
+
+out = Path(sys.argv[1])
+if not (out / "test.db").exists():
+    tmp = out / "test.tmp.db"
+    tmp.unlink(missing_ok=True)
+    db = ase.db.connect(tmp)
+    for name in ("test_md.db", "test_metad.db"):
+        for row in ase.db.connect(out / name).select():
+            db.write(row.toatoms(), test_source=name)
+    tmp.rename(out / "test.db")
+EOF
+
+# 3: the two loops (resumable: re-run this script after a crash)
+for STRATEGY in uncertainty random; do
+  eformer al "$OUT/seed.db" --reference xtb --strategy "$STRATEGY" \
+      --explore md:300,600,900 --explore "metad:$PHI+$PSI@300" \
+      --per-round "$PER_ROUND" --rounds "$ROUNDS" --ensemble "$ENSEMBLE" \
+      --md-steps 4000 --interval 20 --walkers 2 --sigma-stop 1.0 --sigma-converged 0 \
+      --test "$OUT/test.db" --workers "$WORKERS" --threads "$THREADS" --random-seed 0 \
+      --train.max-steps "$MAX_STEPS" --train.eval-every 250 \
+      --output-dir "$OUT/$STRATEGY"
+done
+
+# 4: compare
+"$PY" - "$OUT" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+out = Path(sys.argv[1])
+curves = {}
+for strategy in ("uncertainty", "random"):
+    report = json.loads((out / strategy / "al_report.json").read_text())
+    curves[strategy] = [(r["n_labels"], 1000 * r["test"]["forces_mae"])
+                        for r in report["rounds"] if "test" in r]
+    plt.plot(*zip(*curves[strategy]), "o-", label=strategy)
+plt.xlabel("labels (GFN2-xTB)")
+plt.ylabel("test force MAE (meV/Å)")
+plt.yscale("log")
+plt.legend()
+plt.title("alanine dipeptide: active learning vs random")
+plt.savefig(out / "al_vs_random.png", dpi=100)
+final = {s: c[-1] for s, c in curves.items()}
+result = {"curves": curves, "final": final,
+          "al_better": final["uncertainty"][1] < final["random"][1]}
+(out / "al_vs_random.json").write_text(json.dumps(result, indent=2) + "\n")
+print(json.dumps(result["final"]), "AL better:", result["al_better"])
+EOF

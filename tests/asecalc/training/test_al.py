@@ -1,0 +1,315 @@
+"""Active learning: uncertainty calibration, exploration, selection, resumable loop."""
+
+from __future__ import annotations
+
+import json
+
+import ase.db
+import numpy as np
+import pytest
+from ase import units
+from ase.build import molecule
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from asecalc import EformerCalculator
+from asecalc.config import TrainConfig
+from asecalc.training.al import ActiveLearning, ALConfig
+from asecalc.training.al_explore import (
+    ExploreSettings,
+    ExploreSpec,
+    explore,
+    parse_explore,
+)
+from asecalc.training.al_select import (
+    acquisition_scores,
+    farthest_point_sampling,
+    model_features,
+    select,
+)
+from asecalc.training.uncertainty import (
+    calibration_png,
+    evaluate_calibration,
+    miscalibration_area,
+    spearman,
+)
+
+SMALL = {
+    "n_scalars": 8,
+    "n_vectors": 4,
+    "n_layers": 1,
+    "n_heads": 2,
+    "radial_hidden": 8,
+    "readout_hidden": 8,
+    "cutoff": 3.5,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one torch thread avoids OpenMP wake-up costs on a busy machine."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def ensemble_path(tmp_path_factory):
+    """A saved 2-member ensemble of tiny random models (H, C, N, O)."""
+    from asecalc.checkpoint import save_model
+    from asecalc.config import ModelConfig
+    from asecalc.training.model_init import new_model
+
+    config = ModelConfig(elements=("H", "C", "N", "O"), **SMALL)
+    path = tmp_path_factory.mktemp("models") / "ensemble.pt"
+    save_model(path, [new_model(config, seed) for seed in (0, 1)])
+    return path
+
+
+def _labelled(formula, rng, rattle=0.05):
+    atoms = molecule(formula)
+    atoms.rattle(rattle, rng=rng)
+    atoms.calc = EMT()
+    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
+def test_parse_explore_specs_and_errors():
+    assert parse_explore("md:300,600").temperatures_K == (300.0, 600.0)
+    spec = parse_explore("metad:phi=torsion:4,6,8,14+psi=torsion:6,8,14,16@500")
+    assert spec == ExploreSpec(
+        "metad", (500.0,), ("phi=torsion:4,6,8,14", "psi=torsion:6,8,14,16")
+    )
+    for bad in ("mc:300", "md:-5", "metad:", "metad:torsion:1,2"):
+        with pytest.raises(ValueError, match=r"expected|must|torsion"):
+            parse_explore(bad)
+
+
+def test_calibration_metrics_on_synthetic_gaussians(rng):
+    sigma = rng.uniform(0.01, 1.0, 20000)
+    residuals = rng.normal(0.0, sigma)
+    assert miscalibration_area(residuals, sigma) < 0.02
+    assert miscalibration_area(residuals, sigma / 5) > 0.3  # overconfident
+    assert spearman(sigma, np.abs(residuals)) > 0.4
+    assert abs(spearman(rng.permutation(sigma), np.abs(residuals))) < 0.05
+
+
+def test_farthest_point_sampling_and_scores():
+    points = np.array([[0, 0], [0.1, 0], [0, 0.1], [5, 5], [5.1, 5], [-4, 6]], float)
+    picked = farthest_point_sampling(points, 3, first=0)
+    assert picked[0] == 0  # one point per cluster
+    assert {0, 5} < set(picked)
+    assert set(picked) & {3, 4}
+    # points near a reference (already labelled) set are picked last
+    picked = farthest_point_sampling(points, 2, reference=np.array([[0.0, 0.0]]))
+    assert not {0, 1, 2} & set(picked)
+    scores = acquisition_scores(
+        np.array([0.1, 0.3, 0.2]),
+        np.array([3.0, 1.0, 2.0]),
+        np.array([1.0, 1.0, 0.5]),
+        weights=(1.0, 1.0),
+    )
+    np.testing.assert_allclose(scores, [1.0, 1.5, 2.0])  # ties broken by order
+
+
+def test_selection_uncertainty_and_random(ensemble_path, rng):
+    calc = EformerCalculator(model=ensemble_path)
+    candidates = [_labelled("CH4", rng, 0.02 * (k + 1)) for k in range(8)]
+    for k, atoms in enumerate(candidates):
+        atoms.info["sigma_max"] = float(k)
+    features = model_features(calc, candidates)
+    assert features["descriptors"].shape == (8, 2 * SMALL["n_scalars"])
+    assert np.isfinite(features["attention_entropy"]).all()
+    assert (features["attention_entropy"] > 0).all()
+    chosen = select(candidates, 3, "uncertainty", rng, calc, pool_factor=1.0)
+    assert sorted(chosen) == [5, 6, 7]  # pool = the 3 most uncertain
+    chosen = select(candidates, 3, "uncertainty", rng, calc, labelled=candidates[:2])
+    assert len(set(chosen)) == 3
+    assert set(chosen) <= set(range(8))
+    a = select(candidates, 4, "random", np.random.default_rng(1))
+    assert a == select(candidates, 4, "random", np.random.default_rng(1))
+    assert len(set(a)) == 4
+    with pytest.raises(ValueError, match="strategy"):
+        select(candidates, 2, "greedy", rng, calc)
+
+
+def test_exploration_stops_when_sigma_exceeds_threshold(ensemble_path, tmp_path, rng):
+    calc = EformerCalculator(model=ensemble_path)
+    starts = [molecule("CH4")]
+    settings = ExploreSettings(
+        n_steps=24, interval=4, timestep=1.0 * units.fs, sigma_stop=1e9
+    )
+    (full,) = explore(starts, calc, [parse_explore("md:1500")], settings, tmp_path)
+    assert not full.stopped
+    assert full.n_steps == 24
+    assert len(full.frames) == 6
+    sigmas = np.array([f.info["sigma_max"] for f in full.frames])
+    np.testing.assert_allclose(
+        [f.arrays["forces_std"].max() for f in full.frames], sigmas
+    )
+    threshold = float(np.sort(sigmas)[2]) + 1e-9  # exceeded within the run
+    capped = ExploreSettings(
+        n_steps=24, interval=4, timestep=1.0 * units.fs, sigma_stop=threshold
+    )
+    (short,) = explore(starts, calc, [parse_explore("md:1500")], capped, tmp_path)
+    assert short.stopped
+    assert short.sigma_max > threshold
+    assert short.n_steps < 24
+    assert all(f.info["sigma_max"] <= threshold for f in short.frames)
+    assert all(f.info["step"] < short.n_steps for f in short.frames)
+
+
+@pytest.mark.plumed
+def test_metadynamics_exploration(ensemble_path, tmp_path):
+    pytest.importorskip("plumed")
+    calc = EformerCalculator(model=ensemble_path)
+    settings = ExploreSettings(n_steps=20, interval=5, sigma_stop=1e9, metad_pace=4)
+    spec = parse_explore("metad:torsion:2,0,1,5@400")
+    (traj,) = explore([molecule("C2H6")], calc, [spec], settings, tmp_path)
+    assert len(traj.frames) == 4
+    assert traj.frames[0].info["source"].startswith("metad")
+    hills = (tmp_path / "traj000" / "HILLS").read_text().splitlines()
+    assert sum(not line.startswith("#") for line in hills) >= 4  # 20 steps / pace 4
+
+
+def test_evaluate_calibration_on_labelled_data(ensemble_path, tmp_path, rng):
+    calc = EformerCalculator(model=ensemble_path)
+    images = [_labelled(f, rng) for f in ("CH4", "NH3", "H2O", "CH4")]
+    report = evaluate_calibration(calc, images)
+    assert report["n_structures"] == 4
+    assert report["sigma_atoms"].shape == (17,)
+    assert (report["sigma_atoms"] > 0).all()
+    assert 0 <= report["miscalibration_area"] <= 0.5
+    assert report["forces_mae"] > 0
+    assert np.isfinite(report["spearman"])
+    calibration_png(report, tmp_path / "cal.png")
+    assert (tmp_path / "cal.png").stat().st_size > 1000
+
+
+class _Interrupted(BaseException):
+    """Stands for a kill: not an Exception, so nothing catches it."""
+
+
+class _DyingEMT(EMT):
+    calls = 0
+
+    def calculate(self, *args, **kwargs):
+        type(self).calls += 1
+        if type(self).calls == 2:
+            raise _Interrupted("killed while labelling")
+        super().calculate(*args, **kwargs)
+
+
+def _dying_emt():
+    """Reference factory: EMT that is 'killed' at its second labelling call."""
+    return _DyingEMT()
+
+
+def test_loop_resumes_after_interruptions_without_relabelling(tmp_path, rng):
+    seed = tmp_path / "seed.db"
+    with ase.db.connect(seed) as db:
+        for k in range(10):
+            db.write(_labelled(["CH4", "NH3", "H2O"][k % 3], rng))
+    out = tmp_path / "al"
+    base = {
+        "seed_data": str(seed),
+        "output_dir": str(out),
+        "explore": ("md:300,1200",),
+        "per_round": 3,
+        "rounds": 2,
+        "ensemble": 1,
+        "uncertainty": "dropout",
+        "dropout_samples": 3,
+        "sigma_converged": 0.0,
+        "val_fraction": 0.2,
+        "model_overrides": SMALL,
+        "workers": 0,
+        "train": TrainConfig(
+            max_steps=12, eval_every=6, batch_size=4, warmup_steps=2, lr=1e-2
+        ),
+        "exploration": ExploreSettings(n_steps=20, interval=4, sigma_stop=50.0),
+    }
+
+    def stop_after_select(r, phase):
+        if (r, phase) == (0, "select"):
+            raise _Interrupted("killed between phases")
+
+    with pytest.raises(_Interrupted):
+        ActiveLearning(
+            ALConfig(reference="emt", **base), after_phase=stop_after_select
+        ).run()
+    state = json.loads((out / "al_state.json").read_text())
+    assert (state["round"], state["phase"]) == (0, "select")
+    n_seed = ase.db.connect(out / "labels.db").count()
+    assert n_seed == 10
+    with pytest.raises(_Interrupted):  # killed after the first of 3 labels
+        ActiveLearning(ALConfig(reference=_dying_emt, **base)).run()
+    assert ase.db.connect(out / "labels.db").count() == n_seed + 1
+    from asecalc.cli.main import main
+
+    flags = [
+        str(seed),
+        "--reference",
+        "emt",
+        "--explore",
+        "md:300,1200",
+        "--per-round",
+        "3",
+        "--rounds",
+        "2",
+        "--ensemble",
+        "1",
+        "--uncertainty",
+        "dropout",
+        "--dropout-samples",
+        "3",
+        "--sigma-converged",
+        "0",
+        "--val-fraction",
+        "0.2",
+        "--workers",
+        "0",
+        "--md-steps",
+        "20",
+        "--interval",
+        "4",
+        "--sigma-stop",
+        "50",
+        "--train.max-steps",
+        "12",
+        "--train.eval-every",
+        "6",
+        "--train.batch-size",
+        "4",
+        "--train.warmup-steps",
+        "2",
+        "--train.lr",
+        "0.01",
+        *[f"--model.{k.replace('_', '-')}={v}" for k, v in SMALL.items()],
+        "--output-dir",
+        str(out),
+        "--json",
+    ]
+    assert main(["al", *flags]) == 0
+    rows = list(ase.db.connect(out / "labels.db").select())
+    uids = [row.uid for row in rows]
+    assert len(rows) == 10 + 2 * 3
+    assert len(set(uids)) == len(uids)
+    new = [row for row in rows if row.al_round > 0]
+    assert sorted(row.al_round for row in new) == [1, 1, 1, 2, 2, 2]
+    assert all(row.sigma > 0 and row.source.startswith("md@") for row in new)
+    assert all(np.isfinite(row.forces).all() for row in new)
+    report = json.loads((out / "al_report.json").read_text())
+    assert report["done"]
+    assert report["stop_reason"].startswith("round limit")
+    rounds = report["rounds"]
+    assert [r["n_labels"] for r in rounds] == [10, 13, 16]
+    assert rounds[0]["labelled"] == {"written": 2, "failed": 0, "already_present": 1}
+    assert all(r["val"]["forces_mae"] > 0 for r in rounds)
+    assert rounds[1]["explore"]["n_candidates"] == 2 * 5
+    assert (out / "al_report.png").exists()
+    assert (out / "round_002" / "calibration_val.png").exists()
