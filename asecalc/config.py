@@ -31,7 +31,7 @@ class ModelConfig:
     n_layers : int
         Number of equivariant attention layers.
     n_heads : int
-        Attention heads; must divide ``n_scalars`` and ``n_vectors``.
+        Attention heads; must divide ``n_scalars``, ``n_vectors`` and ``n_tensors``.
     n_basis : int
         Number of Bessel radial basis functions.
     envelope_p : int
@@ -76,7 +76,7 @@ class ModelConfig:
             raise ValueError(f"elements must be unique, got {self.elements}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        for name in ("n_scalars", "n_vectors"):
+        for name in ("n_scalars", "n_vectors", "n_tensors"):
             if getattr(self, name) % self.n_heads:
                 raise ValueError(
                     f"{name}={getattr(self, name)} is not divisible by "

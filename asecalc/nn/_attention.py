@@ -25,6 +25,7 @@ from e3nn import o3
 from e3nn.nn import Gate
 from torch import nn
 
+from ._message import convolve_and_mix
 from ._norm import EquivariantLayerNorm
 from ._radial import RadialMLP
 
@@ -106,6 +107,19 @@ class EquivariantAttention(nn.Module):
         )
         self.radial = RadialMLP(n_basis, radial_hidden, self.tp.weight_numel)
         self.register_buffer("head_index", _weight_head_index(self.tp, n_heads))
+        # Wigner 3j of paths with all l > 0 (float64 at build; follow .to(dtype))
+        self.w3j_paths: list[int] = []
+        for index, ins in enumerate(self.tp.instructions):
+            ls = (
+                self.tp.irreps_in1[ins.i_in1].ir.l,
+                self.tp.irreps_in2[ins.i_in2].ir.l,
+                self.tp.irreps_out[ins.i_out].ir.l,
+            )
+            if min(ls) > 0:
+                w3j = o3.wigner_3j(*ls, dtype=torch.float64)
+                w3j = w3j.to(torch.get_default_dtype())
+                self.register_buffer(f"w3j_{index}", w3j, persistent=False)
+                self.w3j_paths.append(index)
         self.gate_attn, self.lin_attn = self._gated_linear(irreps_msg)
 
         self.norm_ff = EquivariantLayerNorm(self.irreps_hidden)
@@ -177,11 +191,24 @@ class EquivariantAttention(nn.Module):
         """
         x = self.norm_attn(h)
         alpha = self.attention_weights(x, edge_src, edge_dst, basis, envelope)
-        weights = self.radial(basis, envelope)  # (n_edges, tp.weight_numel)
-        weights = weights * alpha[:, self.head_index]
-        msg = self.tp(x[edge_src], edge_sh, weights)  # (n_edges, irreps_msg.dim)
-        agg = torch.zeros(h.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
-        agg = agg.index_add(0, edge_dst, msg)
-        h = h + self.gate_attn(self.lin_attn(agg))
+        # radial weights times α_ij u(r_ij) of the channel's head, fused into
+        # lin_attn(Σ_j tp(x_j, Y_ij, w_ij)) (see ._message; same maths as
+        # self.tp + index_add + self.lin_attn, fewer per-edge numbers)
+        weights = self.radial.net(basis)  # (n_edges, tp.weight_numel)
+        head_scale = alpha * envelope[:, None]  # (n_edges, n_heads)
+        w3j = {i: getattr(self, f"w3j_{i}") for i in self.w3j_paths}
+        mixed = convolve_and_mix(
+            self.tp,
+            self.lin_attn,
+            self.gate_attn.irreps_in,
+            x,
+            edge_src,
+            edge_dst,
+            edge_sh,
+            weights,
+            head_scale,
+            w3j,
+        )  # (n_atoms, gate_attn.irreps_in.dim)
+        h = h + self.gate_attn(mixed)
         h = h + self.lin_ff_out(self.gate_ff(self.lin_ff_in(self.norm_ff(h))))
         return h, (alpha if return_attention else None)

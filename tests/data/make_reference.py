@@ -30,7 +30,7 @@ def main() -> None:
     from asecalc.checkpoint import save_model
     from tests.conftest import make_tiny_model
 
-    model = make_tiny_model(7, n_scalars=8, n_vectors=4, n_tensors=2, radial_hidden=8)
+    model = make_tiny_model(7, n_scalars=8, n_vectors=4, n_tensors=4, radial_hidden=8)
     save_model(HERE / "tiny_model.pt", model, metadata={"purpose": "regression"})
     calc = EformerCalculator(model=HERE / "tiny_model.pt")
     reference = {}
