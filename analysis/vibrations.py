@@ -2,7 +2,7 @@
 
 * :func:`relax_structure`: positions (and cell, ``ase.filters.FrechetCellFilter``).
 * :func:`compute_forces`: the one hook that evaluates many structures, batched
-  when the calculator offers ``get_properties_batch``.
+  when the calculator offers ``calculate_batch``.
 * :func:`harmonic_frequencies`: normal modes of a molecule by finite
   differences (``ase.vibrations``), and :func:`compare_frequencies` against a
   reference method (e.g. GFN2-xTB) after removing the rigid-body modes.
@@ -92,7 +92,7 @@ def compute_forces(
 ) -> Iterator[NDArray[np.float64]]:
     """Yield forces of each structure, one at a time or in small batches.
 
-    If ``calc`` has a method ``get_properties_batch(list_of_atoms, properties)``
+    If ``calc`` has a method ``calculate_batch(list_of_atoms, properties)``
     returning one dict per structure (``{"forces": (n_atoms, 3) array}``), and
     ``batch_size > 1``, structures are sent ``batch_size`` at a time; otherwise
     each is evaluated with ``atoms.calc = calc``. ``structures`` is consumed
@@ -103,7 +103,7 @@ def compute_forces(
     forces : ndarray, shape (n_atoms, 3)
         Forces in eV/Å.
     """
-    batch_fn = getattr(calc, "get_properties_batch", None)
+    batch_fn = getattr(calc, "calculate_batch", None)
     if batch_fn is None or batch_size <= 1:
         for atoms in structures:
             atoms.calc = calc

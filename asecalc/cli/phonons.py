@@ -99,7 +99,7 @@ class CLICommand:
             "--batch-size",
             type=int,
             default=1,
-            help="supercells per call when the calculator has get_properties_batch",
+            help="supercells per call when the calculator has calculate_batch",
         )
         parser.add_argument(
             "--imaginary-tol",

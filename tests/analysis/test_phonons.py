@@ -108,7 +108,7 @@ def test_batched_forces_hook_matches_loop(cu_phonon):
 
         batch_sizes: list[int]
 
-        def get_properties_batch(self, list_of_atoms, properties):
+        def calculate_batch(self, list_of_atoms, properties):
             self.batch_sizes.append(len(list_of_atoms))
             out = []
             for atoms in list_of_atoms:
