@@ -22,9 +22,9 @@ import math
 
 import torch
 from e3nn import o3
-from e3nn.nn import Gate
 from torch import nn
 
+from ._gate import Gate
 from ._message import convolve_and_mix
 from ._norm import EquivariantLayerNorm
 from ._radial import RadialMLP
@@ -129,10 +129,7 @@ class EquivariantAttention(nn.Module):
     def _gated_linear(self, irreps_in: o3.Irreps) -> tuple[Gate, o3.Linear]:
         scalars = o3.Irreps([(m, ir) for m, ir in self.irreps_hidden if ir.l == 0])
         gated = o3.Irreps([(m, ir) for m, ir in self.irreps_hidden if ir.l > 0])
-        gates = o3.Irreps(f"{gated.num_irreps}x0e") if gated.num_irreps else o3.Irreps("")
-        gate = Gate(
-            scalars, [nn.functional.silu], gates, [torch.sigmoid], gated
-        )
+        gate = Gate(scalars, gated)
         return gate, o3.Linear(irreps_in, gate.irreps_in)
 
     def attention_weights(
