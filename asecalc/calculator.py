@@ -87,13 +87,17 @@ class EformerCalculator(Calculator):
         if uncertainty is None and len(self.models) > 1:
             uncertainty = "ensemble"
         if uncertainty == "dropout" and self.config.dropout <= 0:
-            raise ValueError("uncertainty='dropout' needs a model trained with dropout > 0")
+            raise ValueError(
+                "uncertainty='dropout' needs a model trained with dropout > 0"
+            )
         self.uncertainty = uncertainty
         self.n_dropout_samples = int(n_dropout_samples)
         self.neighbours = SkinNeighbourList(self.config.cutoff, skin)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], **kwargs: Any) -> EformerCalculator:
+    def from_checkpoint(
+        cls, path: str | os.PathLike[str], **kwargs: Any
+    ) -> EformerCalculator:
         """Build from a model file path (same as ``EformerCalculator(model=path)``)."""
         return cls(model=path, **kwargs)
 
@@ -104,7 +108,12 @@ class EformerCalculator(Calculator):
 
     def _graph(self, atoms: Atoms, edges: Any = None) -> dict[str, Any]:
         return atoms_to_graph(
-            atoms, self.config.elements, self.config.cutoff, self.dtype, self.device, edges
+            atoms,
+            self.config.elements,
+            self.config.cutoff,
+            self.dtype,
+            self.device,
+            edges,
         )
 
     def _evaluate(
@@ -122,8 +131,13 @@ class EformerCalculator(Calculator):
             with torch.set_grad_enabled(forces or stress):
                 out = model(graph, compute_forces=forces, compute_stress=stress)
             _set_dropout(model, False)
-            outputs.append({k: v.detach().cpu().numpy().astype(np.float64)
-                            for k, v in out.items() if isinstance(v, torch.Tensor)})
+            outputs.append(
+                {
+                    k: v.detach().cpu().numpy().astype(np.float64)
+                    for k, v in out.items()
+                    if isinstance(v, torch.Tensor)
+                }
+            )
         return outputs
 
     def calculate(
@@ -171,7 +185,9 @@ class EformerCalculator(Calculator):
         want_stress = "stress" in properties
         want_forces = "forces" in properties or want_stress
         if want_stress and not all(a.pbc.all() and a.cell.rank == 3 for a in images):
-            raise PropertyNotImplementedError("stress needs 3D-periodic cells for every image")
+            raise PropertyNotImplementedError(
+                "stress needs 3D-periodic cells for every image"
+            )
         results: list[dict[str, Any]] = []
         chunk: list[dict[str, Any]] = []
         n_chunk = 0

@@ -150,7 +150,9 @@ def load_model(
         try:
             member.load_state_dict(state)
         except RuntimeError as err:
-            raise ValueError(f"{str(path)!r}: weights do not match its config: {err}") from err
+            raise ValueError(
+                f"{str(path)!r}: weights do not match its config: {err}"
+            ) from err
         members.append(member.to(device=device, dtype=torch_dtype).eval())
     return ModelBundle(config, members, dict(data.get("metadata", {})), str(path))
 

@@ -75,7 +75,9 @@ class ModelConfig:
         if len(set(self.elements)) != len(self.elements):
             raise ValueError(f"elements must be unique, got {self.elements}")
         if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+            raise ValueError(
+                f"dtype must be 'float32' or 'float64', got {self.dtype!r}"
+            )
         for name in ("n_scalars", "n_vectors", "n_tensors"):
             if getattr(self, name) % self.n_heads:
                 raise ValueError(
@@ -120,14 +122,45 @@ class ModelConfig:
 
 #: Named model sizes. "S" is tuned for CPU molecular dynamics, "M" for accuracy.
 PRESETS: dict[str, dict[str, Any]] = {
-    "S": {"n_scalars": 32, "n_vectors": 8, "n_tensors": 0, "sh_lmax": 2, "n_layers": 2,
-          "n_heads": 4, "radial_hidden": 32, "readout_hidden": 16},
-    "M": {"n_scalars": 64, "n_vectors": 16, "n_tensors": 8, "sh_lmax": 2, "n_layers": 3,
-          "n_heads": 4, "radial_hidden": 64, "readout_hidden": 32},
-    "L": {"n_scalars": 128, "n_vectors": 32, "n_tensors": 16, "sh_lmax": 3, "n_layers": 3,
-          "n_heads": 8, "radial_hidden": 64, "readout_hidden": 64},
+    "S": {
+        "n_scalars": 32,
+        "n_vectors": 8,
+        "n_tensors": 0,
+        "sh_lmax": 2,
+        "n_layers": 2,
+        "n_heads": 4,
+        "radial_hidden": 32,
+        "readout_hidden": 16,
+    },
+    "M": {
+        "n_scalars": 64,
+        "n_vectors": 16,
+        "n_tensors": 8,
+        "sh_lmax": 2,
+        "n_layers": 3,
+        "n_heads": 4,
+        "radial_hidden": 64,
+        "readout_hidden": 32,
+    },
+    "L": {
+        "n_scalars": 128,
+        "n_vectors": 32,
+        "n_tensors": 16,
+        "sh_lmax": 3,
+        "n_layers": 3,
+        "n_heads": 8,
+        "radial_hidden": 64,
+        "readout_hidden": 64,
+    },
 }
-PRESET_ALIASES = {"small": "S", "medium": "M", "large": "L", "s": "S", "m": "M", "l": "L"}
+PRESET_ALIASES = {
+    "small": "S",
+    "medium": "M",
+    "large": "L",
+    "s": "S",
+    "m": "M",
+    "l": "L",
+}
 
 
 def preset_config(name: str, **overrides: Any) -> ModelConfig:

@@ -54,7 +54,9 @@ def check_atoms(atoms: Atoms) -> None:
     positions = atoms.positions
     if not np.isfinite(positions).all():
         bad = np.unique(np.nonzero(~np.isfinite(positions))[0])
-        raise ValueError(f"positions contain NaN or inf (atom indices {bad[:10].tolist()})")
+        raise ValueError(
+            f"positions contain NaN or inf (atom indices {bad[:10].tolist()})"
+        )
     cell = atoms.cell.array
     if not np.isfinite(cell).all():
         raise ValueError("cell contains NaN or inf")
@@ -110,7 +112,9 @@ def neighbour_edges(
     return j.astype(np.int64), i.astype(np.int64), shifts
 
 
-def edge_lengths(atoms: Atoms, src: np.ndarray, dst: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def edge_lengths(
+    atoms: Atoms, src: np.ndarray, dst: np.ndarray, shift: np.ndarray
+) -> np.ndarray:
     """|D_ij| in Å, shape (n_edges,)."""
     vec = atoms.positions[src] - atoms.positions[dst] + shift @ atoms.cell.array
     return np.linalg.norm(vec, axis=1)
@@ -178,7 +182,9 @@ def batch_graphs(graphs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for key in ("positions", "species", "cell", "pbc", "edge_shift"):
         out[key] = torch.cat([g[key] for g in graphs])
     for key in ("edge_src", "edge_dst"):
-        out[key] = torch.cat([g[key] + int(o) for g, o in zip(graphs, offsets, strict=True)])
+        out[key] = torch.cat(
+            [g[key] + int(o) for g, o in zip(graphs, offsets, strict=True)]
+        )
     out["graph_index"] = torch.cat(
         [g["graph_index"] + int(o) for g, o in zip(graphs, goffsets, strict=True)]
     )

@@ -22,7 +22,9 @@ def random_rotation(rng: np.random.Generator, reflect: bool = False) -> np.ndarr
     return q
 
 
-def _evaluate(atoms: Atoms, calc: object, stress: bool) -> tuple[float, np.ndarray, np.ndarray | None]:
+def _evaluate(
+    atoms: Atoms, calc: object, stress: bool
+) -> tuple[float, np.ndarray, np.ndarray | None]:
     atoms = atoms.copy()
     atoms.calc = calc
     e = atoms.get_potential_energy()
@@ -48,17 +50,25 @@ def assert_equivariant_calculator(
         e1, f1, s1 = _evaluate(moved, calc, stress)
         assert abs(e1 - e0) <= rtol * scale_e, f"energy changed by {e1 - e0:.3e} eV"
         err = np.abs(f1 - f0 @ rot.T).max()
-        assert err <= rtol * scale_f * 10, f"forces not equivariant: max error {err:.3e}"
+        assert err <= rtol * scale_f * 10, (
+            f"forces not equivariant: max error {err:.3e}"
+        )
         if stress:
             err = np.abs(s1 - rot @ s0 @ rot.T).max()
-            assert err <= rtol * max(np.abs(s0).max(), 1e-6) * 10, f"stress error {err:.3e}"
+            assert err <= rtol * max(np.abs(s0).max(), 1e-6) * 10, (
+                f"stress error {err:.3e}"
+            )
     perm = rng.permutation(len(atoms))
     e2, f2, _ = _evaluate(atoms[perm], calc, False)
-    assert abs(e2 - e0) <= rtol * scale_e, f"permutation changed energy by {e2 - e0:.3e}"
+    assert abs(e2 - e0) <= rtol * scale_e, (
+        f"permutation changed energy by {e2 - e0:.3e}"
+    )
     assert np.abs(f2 - f0[perm]).max() <= rtol * scale_f * 10, "forces not permuted"
 
 
-def assert_fd_forces(atoms: Atoms, calc: object, eps: float = 1e-4, rtol: float = 1e-6) -> None:
+def assert_fd_forces(
+    atoms: Atoms, calc: object, eps: float = 1e-4, rtol: float = 1e-6
+) -> None:
     """Forces equal central finite differences of the energy."""
     atoms = atoms.copy()
     atoms.calc = calc
@@ -66,10 +76,14 @@ def assert_fd_forces(atoms: Atoms, calc: object, eps: float = 1e-4, rtol: float 
     numeric = calculate_numerical_forces(atoms, eps)
     err = np.abs(analytic - numeric).max()
     tol = rtol * max(np.abs(numeric).max(), 1.0)
-    assert err <= tol, f"forces differ from finite differences by {err:.3e} eV/Å (tol {tol:.1e})"
+    assert err <= tol, (
+        f"forces differ from finite differences by {err:.3e} eV/Å (tol {tol:.1e})"
+    )
 
 
-def assert_fd_stress(atoms: Atoms, calc: object, eps: float = 1e-5, rtol: float = 1e-6) -> None:
+def assert_fd_stress(
+    atoms: Atoms, calc: object, eps: float = 1e-5, rtol: float = 1e-6
+) -> None:
     """Stress equals central finite differences of the energy under strain."""
     atoms = atoms.copy()
     atoms.calc = calc
@@ -80,7 +94,9 @@ def assert_fd_stress(atoms: Atoms, calc: object, eps: float = 1e-5, rtol: float 
     assert err <= tol, f"stress differs from finite differences by {err:.3e} eV/Å³"
 
 
-def assert_image_invariant(atoms: Atoms, calc: object, rng: np.random.Generator) -> None:
+def assert_image_invariant(
+    atoms: Atoms, calc: object, rng: np.random.Generator
+) -> None:
     """Shifting atoms by random lattice vectors changes nothing."""
     e0, f0, _ = _evaluate(atoms, calc, False)
     moved = atoms.copy()

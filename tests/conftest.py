@@ -89,5 +89,7 @@ def shared_data(relative: str) -> Path:
     """Path in ../shared/data, or skip the test with the reason."""
     path = SHARED_DATA / relative
     if not path.exists():
-        pytest.skip(f"reference data {relative} not found (../shared/data is absent in a user's clone)")
+        pytest.skip(
+            f"reference data {relative} not found (../shared/data is absent in a user's clone)"
+        )
     return path

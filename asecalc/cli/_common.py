@@ -62,8 +62,12 @@ def make_calculator(spec: str = "eformer", device: str | None = None) -> Any:
 
 def add_calc_argument(parser: Any, default: str = "eformer") -> None:
     """Add the shared ``--calc`` option (and ``--model`` as its alias)."""
-    parser.add_argument("--calc", "--model", dest="calc", default=default, help=CALC_HELP)
-    parser.add_argument("--device", default=None, help="torch device for eformer models")
+    parser.add_argument(
+        "--calc", "--model", dest="calc", default=default, help=CALC_HELP
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device for eformer models"
+    )
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, prefix: str, cls: type) -> None:
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser, prefix: str, cls: type
+) -> None:
     """Add ``--{prefix}.{field-name}`` for every simple field of ``cls``."""
     group = parser.add_argument_group(f"{prefix} settings ({cls.__name__} fields)")
     for f in dataclasses.fields(cls):
@@ -19,14 +21,27 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, prefix: str, cls: t
         flag = f"--{prefix}.{f.name.replace('_', '-')}"
         dest = f"{prefix}__{f.name}"
         if isinstance(default, bool):
-            group.add_argument(flag, dest=dest, type=_parse_bool, default=None, metavar="BOOL",
-                               help=f"(default {default})")
+            group.add_argument(
+                flag,
+                dest=dest,
+                type=_parse_bool,
+                default=None,
+                metavar="BOOL",
+                help=f"(default {default})",
+            )
         else:
-            group.add_argument(flag, dest=dest, type=type(default), default=None,
-                               help=f"(default {default})")
+            group.add_argument(
+                flag,
+                dest=dest,
+                type=type(default),
+                default=None,
+                help=f"(default {default})",
+            )
 
 
-def collect(args: argparse.Namespace, prefix: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
+def collect(
+    args: argparse.Namespace, prefix: str, base: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Values given for ``prefix`` flags, on top of ``base`` (e.g. from ``--config``)."""
     out = dict(base or {})
     for key, value in vars(args).items():

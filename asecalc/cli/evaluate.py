@@ -13,12 +13,20 @@ class CLICommand:
 
     @staticmethod
     def add_arguments(parser):
-        parser.add_argument("model", help="model file, 'default' or a bundled model name")
-        parser.add_argument("data", nargs="+", help="ASE databases or labelled extxyz files")
+        parser.add_argument(
+            "model", help="model file, 'default' or a bundled model name"
+        )
+        parser.add_argument(
+            "data", nargs="+", help="ASE databases or labelled extxyz files"
+        )
         parser.add_argument("--select", help="ase.db query")
-        parser.add_argument("--by", help="also report per value of this key (e.g. molecule)")
+        parser.add_argument(
+            "--by", help="also report per value of this key (e.g. molecule)"
+        )
         parser.add_argument("--max-structures", type=int)
-        parser.add_argument("--output-dir", default="eval-out", help="parity PNG and JSON go here")
+        parser.add_argument(
+            "--output-dir", default="eval-out", help="parity PNG and JSON go here"
+        )
         parser.add_argument("--json", action="store_true", help="print metrics as JSON")
 
     @staticmethod
@@ -32,8 +40,9 @@ class CLICommand:
         from asecalc.training.plots import parity_plot
 
         bundle = load_model(args.model)
-        result = evaluate_model(bundle, args.data, args.select, args.by,
-                                max_structures=args.max_structures)
+        result = evaluate_model(
+            bundle, args.data, args.select, args.by, max_structures=args.max_structures
+        )
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         parity_plot(result.pop("parity"), out / "parity.png")

@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"eformer {__version__}")
     parser.add_argument(
-        "-T", "--traceback", action="store_true", help="show the full traceback on error"
+        "-T",
+        "--traceback",
+        action="store_true",
+        help="show the full traceback on error",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -92,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("eformer: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - one-line message is the CLI contract
+    except Exception as err:
         if args.traceback:
             raise
-        print(f"eformer {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(
+            f"eformer {args.command}: error: {type(err).__name__}: {err}",
+            file=sys.stderr,
+        )
         return 2
     return int(result or 0)
 

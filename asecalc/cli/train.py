@@ -20,29 +20,70 @@ class CLICommand:
         from asecalc.cli._fields import add_dataclass_arguments
         from asecalc.config import ModelConfig, TrainConfig
 
-        parser.add_argument("data", nargs="+", help="ASE databases (.db) or files ase.io reads")
+        parser.add_argument(
+            "data", nargs="+", help="ASE databases (.db) or files ase.io reads"
+        )
         parser.add_argument("--select", help="ase.db query, e.g. 'split=train'")
-        parser.add_argument("--val-data", nargs="+", help="separate validation file (else a random split)")
+        parser.add_argument(
+            "--val-data",
+            nargs="+",
+            help="separate validation file (else a random split)",
+        )
         parser.add_argument("--val-select", help="query for --val-data")
-        parser.add_argument("--val-fraction", type=float, default=None,
-                            help="validation fraction of a seeded random split (default 0.05)")
-        parser.add_argument("--preset", default="S", help="model size: S/small, M/medium, L")
-        parser.add_argument("--output-dir", default="train-out", help="where everything goes")
-        parser.add_argument("--config", help="YAML/JSON with 'model' and 'train' sections")
-        parser.add_argument("--ensemble", type=int, default=1, help="K members in one file")
-        parser.add_argument("--bootstrap", action="store_true",
-                            help="ensemble members see bootstrap resamples")
-        parser.add_argument("--init", help="start from 'default', a bundled name or a model file")
-        parser.add_argument("--extend-elements", action="store_true",
-                            help="with --init: add elements the initial model lacks")
-        parser.add_argument("--energy-only", action="store_true", help="allow rows without forces")
-        parser.add_argument("--resume", action="store_true", help="continue from checkpoint.pt")
-        parser.add_argument("--max-steps", type=int, help="shortcut for --train.max-steps")
-        parser.add_argument("--time-budget", type=float,
-                            help="wall-time budget in minutes (shortcut for --train.max-time-s)")
-        parser.add_argument("--max-structures", type=int, help="use only the first N structures")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-        parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+        parser.add_argument(
+            "--val-fraction",
+            type=float,
+            default=None,
+            help="validation fraction of a seeded random split (default 0.05)",
+        )
+        parser.add_argument(
+            "--preset", default="S", help="model size: S/small, M/medium, L"
+        )
+        parser.add_argument(
+            "--output-dir", default="train-out", help="where everything goes"
+        )
+        parser.add_argument(
+            "--config", help="YAML/JSON with 'model' and 'train' sections"
+        )
+        parser.add_argument(
+            "--ensemble", type=int, default=1, help="K members in one file"
+        )
+        parser.add_argument(
+            "--bootstrap",
+            action="store_true",
+            help="ensemble members see bootstrap resamples",
+        )
+        parser.add_argument(
+            "--init", help="start from 'default', a bundled name or a model file"
+        )
+        parser.add_argument(
+            "--extend-elements",
+            action="store_true",
+            help="with --init: add elements the initial model lacks",
+        )
+        parser.add_argument(
+            "--energy-only", action="store_true", help="allow rows without forces"
+        )
+        parser.add_argument(
+            "--resume", action="store_true", help="continue from checkpoint.pt"
+        )
+        parser.add_argument(
+            "--max-steps", type=int, help="shortcut for --train.max-steps"
+        )
+        parser.add_argument(
+            "--time-budget",
+            type=float,
+            help="wall-time budget in minutes (shortcut for --train.max-time-s)",
+        )
+        parser.add_argument(
+            "--max-structures", type=int, help="use only the first N structures"
+        )
+        parser.add_argument(
+            "--no-progress", action="store_true", help="no progress bar"
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="print the summary as JSON"
+        )
         add_dataclass_arguments(parser, "train", TrainConfig)
         add_dataclass_arguments(parser, "model", ModelConfig)
 
@@ -73,12 +114,21 @@ def request_from_args(args):
     if args.time_budget is not None:
         train["max_time_s"] = 60.0 * args.time_budget
     return TrainRequest(
-        data=args.data, output_dir=args.output_dir, select=args.select,
-        val_data=args.val_data, val_select=args.val_select, preset=args.preset,
+        data=args.data,
+        output_dir=args.output_dir,
+        select=args.select,
+        val_data=args.val_data,
+        val_select=args.val_select,
+        preset=args.preset,
         model_overrides=collect(args, "model", file_config.get("model")),
-        train=TrainConfig.from_dict(train), ensemble=args.ensemble,
-        bootstrap=args.bootstrap, init=args.init, extend_elements=args.extend_elements,
-        energy_only=args.energy_only, resume=args.resume, progress=not args.no_progress,
+        train=TrainConfig.from_dict(train),
+        ensemble=args.ensemble,
+        bootstrap=args.bootstrap,
+        init=args.init,
+        extend_elements=args.extend_elements,
+        energy_only=args.energy_only,
+        resume=args.resume,
+        progress=not args.no_progress,
         max_structures=args.max_structures,
     )
 
@@ -86,7 +136,11 @@ def request_from_args(args):
 def _init_distributed(dist):
     import os
 
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
+    if (
+        "WORLD_SIZE" in os.environ
+        and int(os.environ["WORLD_SIZE"]) > 1
+        and not dist.is_initialized()
+    ):
         import torch
 
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -94,8 +148,11 @@ def _init_distributed(dist):
 
 def _summary(result):
     return {k: v for k, v in result.items() if k != "members"} | {
-        "best": [{k: v for k, v in m.items() if k.startswith("val_") or k == "step"}
-                 for m in result["members"]]}
+        "best": [
+            {k: v for k, v in m.items() if k.startswith("val_") or k == "step"}
+            for m in result["members"]
+        ]
+    }
 
 
 def _log_summary(summary):

@@ -37,14 +37,18 @@ class Gate(nn.Module):
         self.irreps_gated = o3.Irreps(irreps_gated)
         n_gates = self.irreps_gated.num_irreps
         self.irreps_gates = o3.Irreps(f"{n_gates}x0e") if n_gates else o3.Irreps("")
-        self.irreps_in = (self.irreps_scalars + self.irreps_gates + self.irreps_gated).simplify()
+        self.irreps_in = (
+            self.irreps_scalars + self.irreps_gates + self.irreps_gated
+        ).simplify()
         self.irreps_out = self.irreps_scalars + self.irreps_gated
         self.n_scalars = self.irreps_scalars.dim
         self.n_gates = n_gates
         repeat = [ir.dim for mul, ir in self.irreps_gated for _ in range(mul)]
         self.register_buffer(
             "gate_index",
-            torch.repeat_interleave(torch.arange(n_gates), torch.tensor(repeat, dtype=torch.long))
+            torch.repeat_interleave(
+                torch.arange(n_gates), torch.tensor(repeat, dtype=torch.long)
+            )
             if n_gates
             else torch.zeros(0, dtype=torch.long),
             persistent=False,
@@ -61,6 +65,9 @@ class Gate(nn.Module):
         scalars = nn.functional.silu(x[:, : self.n_scalars]) * SILU_NORM
         if not self.n_gates:
             return scalars
-        gates = torch.sigmoid(x[:, self.n_scalars : self.n_scalars + self.n_gates]) * SIGMOID_NORM
+        gates = (
+            torch.sigmoid(x[:, self.n_scalars : self.n_scalars + self.n_gates])
+            * SIGMOID_NORM
+        )
         gated = x[:, self.n_scalars + self.n_gates :] * gates[:, self.gate_index]
         return torch.cat([scalars, gated], dim=1)

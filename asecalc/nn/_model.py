@@ -136,7 +136,12 @@ class EformerModel(nn.Module):
         species = graph["species"]
         scalars = self.embedding(species)
         h = torch.cat(
-            [scalars, scalars.new_zeros(len(species), self.irreps_hidden.dim - self.n_scalars)],
+            [
+                scalars,
+                scalars.new_zeros(
+                    len(species), self.irreps_hidden.dim - self.n_scalars
+                ),
+            ],
             dim=1,
         )
         attention = []

@@ -26,7 +26,9 @@ class AtomicEnergyReadout(nn.Module):
     Dropout before the last layer serves MC-dropout uncertainty.
     """
 
-    def __init__(self, n_scalars: int, hidden: int, n_species: int, dropout: float) -> None:
+    def __init__(
+        self, n_scalars: int, hidden: int, n_species: int, dropout: float
+    ) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(n_scalars, hidden),
@@ -39,4 +41,7 @@ class AtomicEnergyReadout(nn.Module):
 
     def forward(self, scalars: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """scalars: (n_atoms, n_scalars), species: (n_atoms,) -> (n_atoms,) eV."""
-        return self.scale * self.net(scalars).squeeze(-1) + self.reference_energies[species]
+        return (
+            self.scale * self.net(scalars).squeeze(-1)
+            + self.reference_energies[species]
+        )

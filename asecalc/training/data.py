@@ -64,14 +64,21 @@ def _labels_of(atoms: Atoms, key: str, energy_only: bool) -> Labelled:
         stress = np.asarray(stress, dtype=float)
         if stress.shape == (3, 3):
             stress = stress.reshape(9)[[0, 4, 8, 5, 2, 1]]
-    if not np.isfinite(energy) or (forces is not None and not np.isfinite(forces).all()):
+    if not np.isfinite(energy) or (
+        forces is not None and not np.isfinite(forces).all()
+    ):
         raise ValueError(f"{key}: NaN or inf in energy/forces labels")
     if stress is not None and not np.isfinite(stress).all():
         raise ValueError(f"{key}: NaN or inf in stress label")
     atoms = atoms.copy()
     atoms.calc = None
-    return Labelled(atoms, energy, None if forces is None else np.asarray(forces, float),
-                    stress, key)
+    return Labelled(
+        atoms,
+        energy,
+        None if forces is None else np.asarray(forces, float),
+        stress,
+        key,
+    )
 
 
 class StructureSource:
@@ -87,7 +94,9 @@ class StructureSource:
         Allow rows without forces.
     """
 
-    def __init__(self, path: str | Path, select: str | None = None, energy_only: bool = False):
+    def __init__(
+        self, path: str | Path, select: str | None = None, energy_only: bool = False
+    ):
         self.path = Path(path)
         self.energy_only = energy_only
         if not self.path.exists():
@@ -99,7 +108,9 @@ class StructureSource:
 
             self._db = ase.db.connect(str(self.path))
             try:
-                self.ids = [row.id for row in self._db.select(select or "", include_data=False)]
+                self.ids = [
+                    row.id for row in self._db.select(select or "", include_data=False)
+                ]
             except Exception as err:
                 raise ValueError(f"bad --select query {select!r}: {err}") from err
         else:
@@ -108,11 +119,14 @@ class StructureSource:
             images = ase.io.read(str(self.path), index=select or ":")
             images = images if isinstance(images, list) else [images]
             self._items = [
-                _labels_of(a, f"{self.path.name}:{i}", energy_only) for i, a in enumerate(images)
+                _labels_of(a, f"{self.path.name}:{i}", energy_only)
+                for i, a in enumerate(images)
             ]
             self.ids = list(range(len(self._items)))
         if not self.ids:
-            raise ValueError(f"no structures in {str(self.path)!r} match select={select!r}")
+            raise ValueError(
+                f"no structures in {str(self.path)!r} match select={select!r}"
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -122,8 +136,9 @@ class StructureSource:
             return self._items[index]
         row_id = self.ids[index]
         row = self._db.get(id=row_id)
-        return _labels_of(row.toatoms(),
-                          f"{self.path.name}:id={row_id}", self.energy_only)
+        return _labels_of(
+            row.toatoms(), f"{self.path.name}:id={row_id}", self.energy_only
+        )
 
     def row_value(self, index: int, key: str) -> Any:
         """Value of key-value pair ``key`` of a database row (or ``atoms.info``)."""
@@ -271,7 +286,9 @@ def fit_reference_energies(
     return e0, max(force_rms, 1e-3)
 
 
-def elements_of(source: StructureSource, indices: Sequence[int] | None = None) -> list[str]:
+def elements_of(
+    source: StructureSource, indices: Sequence[int] | None = None
+) -> list[str]:
     """Sorted (by Z) chemical symbols present in the source."""
     from ase.data import atomic_numbers
 

@@ -15,12 +15,19 @@ from asecalc.training.data import labelled_to_graph, open_sources
 from asecalc.training.loss import ErrorAccumulator
 
 
-def predict(bundle: ModelBundle, graphs: list[dict[str, Any]], stress: bool) -> dict[str, Any]:
+def predict(
+    bundle: ModelBundle, graphs: list[dict[str, Any]], stress: bool
+) -> dict[str, Any]:
     """Ensemble-mean predictions of a batch (tensors, detached)."""
     batch = batch_graphs(graphs)
-    outs = [m(batch, compute_forces=True, compute_stress=stress) for m in bundle.members]
-    return {k: torch.stack([o[k].detach() for o in outs]).mean(0)
-            for k in ("energy", "forces", "stress") if k in outs[0]}, batch
+    outs = [
+        m(batch, compute_forces=True, compute_stress=stress) for m in bundle.members
+    ]
+    return {
+        k: torch.stack([o[k].detach() for o in outs]).mean(0)
+        for k in ("energy", "forces", "stress")
+        if k in outs[0]
+    }, batch
 
 
 def evaluate_model(
@@ -50,7 +57,9 @@ def evaluate_model(
     n = len(source) if max_structures is None else min(len(source), max_structures)
     for start in range(0, n, batch_size):
         items = [source[i] for i in range(start, min(start + batch_size, n))]
-        graphs = [labelled_to_graph(it, cfg.elements, cfg.cutoff, dtype) for it in items]
+        graphs = [
+            labelled_to_graph(it, cfg.elements, cfg.cutoff, dtype) for it in items
+        ]
         stress = all(it.stress is not None for it in items)
         pred, batch = predict(bundle, graphs, stress)
         overall.update(pred, batch)
@@ -63,8 +72,10 @@ def evaluate_model(
                 key = str(source.row_value(start + k, by))
                 sub = batch_graphs([graphs[k]])
                 atoms_slice = batch["graph_index"] == k
-                sub_pred = {"energy": pred["energy"][k : k + 1],
-                            "forces": pred["forces"][atoms_slice]}
+                sub_pred = {
+                    "energy": pred["energy"][k : k + 1],
+                    "forces": pred["forces"][atoms_slice],
+                }
                 if "stress" in pred:
                     sub_pred["stress"] = pred["stress"][k : k + 1]
                 groups[key].update(sub_pred, sub)

@@ -47,7 +47,9 @@ def lr_factor(config: TrainConfig, step: int, elapsed: float) -> float:
         return (step + 1) / config.warmup_steps
     if config.schedule != "cosine":
         return 1.0
-    progress = (step - config.warmup_steps) / max(config.max_steps - config.warmup_steps, 1)
+    progress = (step - config.warmup_steps) / max(
+        config.max_steps - config.warmup_steps, 1
+    )
     if config.max_time_s > 0:
         progress = max(progress, elapsed / config.max_time_s)
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
@@ -93,12 +95,16 @@ class Trainer:
         for name, p in model.named_parameters():
             (no_decay if p.ndim < 2 or "embedding" in name else decay).append(p)
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": config.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {"params": decay, "weight_decay": config.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
             lr=config.lr,
         )
         if config.schedule not in ("cosine", "plateau"):
-            raise ValueError(f"schedule must be 'cosine' or 'plateau', got {config.schedule!r}")
+            raise ValueError(
+                f"schedule must be 'cosine' or 'plateau', got {config.schedule!r}"
+            )
         self.plateau_scale = 1.0
         self.plateau_bad_evals = 0
         self.ema = copy.deepcopy(model) if config.ema_decay > 0 else None
@@ -167,10 +173,20 @@ class Trainer:
         batch = self.train_set.batch(self._batch_positions(self.step))
         want_stress = cfg.stress_weight > 0 and bool(batch["has_stress"].any())
         self.model.train()
-        pred = self.model(batch, compute_forces=cfg.forces_weight > 0,
-                          compute_stress=want_stress, create_graph=True)
-        loss, parts = weighted_loss(pred, batch, cfg.energy_weight, cfg.forces_weight,
-                                    cfg.stress_weight, cfg.loss)
+        pred = self.model(
+            batch,
+            compute_forces=cfg.forces_weight > 0,
+            compute_stress=want_stress,
+            create_graph=True,
+        )
+        loss, parts = weighted_loss(
+            pred,
+            batch,
+            cfg.energy_weight,
+            cfg.forces_weight,
+            cfg.stress_weight,
+            cfg.loss,
+        )
         lr = cfg.lr * self.plateau_scale * lr_factor(cfg, self.step, self.elapsed)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -186,14 +202,18 @@ class Trainer:
         if self.ema is not None:
             with torch.no_grad():
                 d = cfg.ema_decay
-                for pe, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                for pe, p in zip(
+                    self.ema.parameters(), self.model.parameters(), strict=True
+                ):
                     pe.mul_(d).add_(p.detach(), alpha=1 - d)
                 for be, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
                     be.copy_(b)
         return parts
 
     # ---- evaluation ------------------------------------------------------
-    def evaluate(self, dataset: GraphDataset, model: EformerModel | None = None) -> dict[str, float]:
+    def evaluate(
+        self, dataset: GraphDataset, model: EformerModel | None = None
+    ) -> dict[str, float]:
         """Error metrics and weighted loss of ``model`` (EMA by default) on a dataset."""
         model = model or self.ema or self.model
         model.eval()
@@ -205,8 +225,14 @@ class Trainer:
             want_stress = cfg.stress_weight > 0 and bool(batch["has_stress"].any())
             pred = model(batch, compute_forces=True, compute_stress=want_stress)
             pred = {k: v.detach() for k, v in pred.items()}
-            loss, _ = weighted_loss(pred, batch, cfg.energy_weight, cfg.forces_weight,
-                                    cfg.stress_weight, cfg.loss)
+            loss, _ = weighted_loss(
+                pred,
+                batch,
+                cfg.energy_weight,
+                cfg.forces_weight,
+                cfg.stress_weight,
+                cfg.loss,
+            )
             total += float(loss) * int(batch["n_graphs"])
             count += int(batch["n_graphs"])
             acc.update(pred, batch)
@@ -220,8 +246,13 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.config
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.progress or self.rank,
-                   desc="train", dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            disable=not self.progress or self.rank,
+            desc="train",
+            dynamic_ncols=True,
+        )
         running: dict[str, float] = {}
         t0 = time.perf_counter() - self.elapsed
         while self.step < cfg.max_steps:
@@ -231,12 +262,22 @@ class Trainer:
                 running[k] = 0.9 * running.get(k, v) + 0.1 * v
             self.elapsed = time.perf_counter() - t0
             bar.update(1)
-            bar.set_postfix({k.replace("loss_", ""): f"{v:.3g}" for k, v in running.items()})
+            bar.set_postfix(
+                {k.replace("loss_", ""): f"{v:.3g}" for k, v in running.items()}
+            )
             out_of_time = cfg.max_time_s > 0 and self.elapsed >= cfg.max_time_s
-            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps or out_of_time:
+            if (
+                self.step % cfg.eval_every == 0
+                or self.step == cfg.max_steps
+                or out_of_time
+            ):
                 self._checkpoint(running)
             if out_of_time:
-                logger.info("time budget of %.0f s reached at step %d", cfg.max_time_s, self.step)
+                logger.info(
+                    "time budget of %.0f s reached at step %d",
+                    cfg.max_time_s,
+                    self.step,
+                )
                 break
         bar.close()
         best = [h for h in self.history if h.get("is_best")]
@@ -251,16 +292,25 @@ class Trainer:
         if self.plateau_bad_evals >= _plateau_patience():
             self.plateau_scale *= 0.5
             self.plateau_bad_evals = 0
-            logger.info("validation plateau: learning rate scale now %.3g", self.plateau_scale)
+            logger.info(
+                "validation plateau: learning rate scale now %.3g", self.plateau_scale
+            )
 
     def _checkpoint(self, running: dict[str, float]) -> None:
-        val = self.evaluate(self.val_set) if self.val_set is not None and len(self.val_set) else {}
+        val = (
+            self.evaluate(self.val_set)
+            if self.val_set is not None and len(self.val_set)
+            else {}
+        )
         if self.config.schedule == "plateau" and val:
             self._plateau_update(val["loss"])
-        record = {"step": self.step, "time_s": round(self.elapsed, 2),
-                  "lr": self.optimizer.param_groups[0]["lr"],
-                  **{f"train_{k}": v for k, v in running.items()},
-                  **{f"val_{k}": v for k, v in val.items()}}
+        record = {
+            "step": self.step,
+            "time_s": round(self.elapsed, 2),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **{f"train_{k}": v for k, v in running.items()},
+            **{f"val_{k}": v for k, v in val.items()},
+        }
         score = val.get("loss", running.get("loss", math.inf))
         record["is_best"] = bool(score < self.best_val)
         self.history.append(record)
@@ -268,9 +318,14 @@ class Trainer:
             return
         if record["is_best"]:
             self.best_val = score
-            meta = {**self.metadata, "step": self.step,
-                    "val_metrics": {k: v for k, v in val.items()}}
-            save_model(self.output_dir / "model.pt", self.ema or self.model, metadata=meta)
+            meta = {
+                **self.metadata,
+                "step": self.step,
+                "val_metrics": {k: v for k, v in val.items()},
+            }
+            save_model(
+                self.output_dir / "model.pt", self.ema or self.model, metadata=meta
+            )
         atomic_torch_save(self.state_dict(), self.output_dir / "checkpoint.pt")
         write_metrics_csv(self.history, self.output_dir / "metrics.csv")
         logger.info("step %d: %s", self.step, _short(record))

@@ -68,14 +68,20 @@ class ErrorAccumulator:
         """Add a batch of predictions against its labels."""
         from ase.units import GPa
 
-        self._add("energy", 1000 * (pred["energy"] - batch["energy_ref"]) / batch["n_atoms"])
+        self._add(
+            "energy", 1000 * (pred["energy"] - batch["energy_ref"]) / batch["n_atoms"]
+        )
         self._add("energy_total", 1000 * (pred["energy"] - batch["energy_ref"]))
         if "forces" in pred:
             mask = batch["has_forces"]
-            self._add("forces", 1000 * (pred["forces"][mask] - batch["forces_ref"][mask]))
+            self._add(
+                "forces", 1000 * (pred["forces"][mask] - batch["forces_ref"][mask])
+            )
         if "stress" in pred:
             mask = batch["has_stress"]
-            self._add("stress", (pred["stress"][mask] - batch["stress_ref"][mask]) / GPa)
+            self._add(
+                "stress", (pred["stress"][mask] - batch["stress_ref"][mask]) / GPa
+            )
 
     def metrics(self) -> dict[str, float]:
         """``{energy_mae_meV_per_atom, energy_rmse_meV_per_atom, energy_mae_meV,

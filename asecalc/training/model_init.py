@@ -27,7 +27,9 @@ def new_model(config: ModelConfig, seed: int) -> EformerModel:
     return model.to(dtype=getattr(torch, config.dtype))
 
 
-def set_normalisation(model: EformerModel, reference_energies: np.ndarray, scale: float) -> None:
+def set_normalisation(
+    model: EformerModel, reference_energies: np.ndarray, scale: float
+) -> None:
     """Write fitted per-element energies (eV) and the energy scale into the readout."""
     with torch.no_grad():
         readout = model.readout
@@ -38,7 +40,9 @@ def set_normalisation(model: EformerModel, reference_energies: np.ndarray, scale
         last.bias.zero_()
 
 
-def extend_elements(model: EformerModel, elements: Sequence[str], seed: int) -> EformerModel:
+def extend_elements(
+    model: EformerModel, elements: Sequence[str], seed: int
+) -> EformerModel:
     """Return a copy of ``model`` that also knows ``elements`` (new rows initialised fresh).
 
     Existing elements keep their embedding and reference energy; new ones get a
@@ -77,7 +81,9 @@ def init_from(
             f"({', '.join(bundle.config.elements)}) does not know; pass "
             "--extend-elements to add them"
         )
-    members = [extend_elements(m, elements, seed + k) for k, m in enumerate(bundle.members)]
+    members = [
+        extend_elements(m, elements, seed + k) for k, m in enumerate(bundle.members)
+    ]
     return members[0].config, members
 
 

@@ -30,15 +30,19 @@ COLUMNS = (
 
 def metrics_table(rows: dict[str, dict[str, float]]) -> str:
     """Markdown table of metrics per subset."""
-    lines = ["| subset | n | " + " | ".join(c[1] for c in COLUMNS) + " |",
-             "|---|---|" + "---|" * len(COLUMNS)]
+    lines = [
+        "| subset | n | " + " | ".join(c[1] for c in COLUMNS) + " |",
+        "|---|---|" + "---|" * len(COLUMNS),
+    ]
     for name, m in rows.items():
         values = [f"{m[k]:.2f}" if k in m else "–" for k, _ in COLUMNS]
         lines.append(f"| {name} | {m.get('n', '')} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
-def evaluate_sets(model: str, tests: list[str], by: str | None) -> dict[str, dict[str, Any]]:
+def evaluate_sets(
+    model: str, tests: list[str], by: str | None
+) -> dict[str, dict[str, Any]]:
     """Metrics for each test file (and each value of ``by`` within it)."""
     bundle = load_model(model)
     rows: dict[str, dict[str, Any]] = {}
@@ -68,18 +72,30 @@ def main(argv: list[str] | None = None) -> None:
     cfg = bundle.config
     n_params = sum(p.numel() for p in bundle.members[0].parameters())
     meta = {k: v for k, v in bundle.metadata.items() if k != "val_metrics"}
-    text = [f"# Model card: {args.title}", "",
-            f"- File: `{Path(args.model).name}`; {len(bundle.members)} member(s), "
-            f"{n_params:,} parameters each, loads in {load_s:.2f} s (this machine).",
-            f"- Elements: {', '.join(cfg.elements)}; cutoff {cfg.cutoff} Å; "
-            f"{cfg.n_layers} layers; irreps {cfg.n_scalars}x0e + {cfg.n_vectors}x1o"
-            + (f" + {cfg.n_tensors}x2e" if cfg.n_tensors else "") + f"; ZBL {cfg.zbl}.",
-            f"- Training provenance: `{json.dumps(meta)}`", ""]
+    text = [
+        f"# Model card: {args.title}",
+        "",
+        f"- File: `{Path(args.model).name}`; {len(bundle.members)} member(s), "
+        f"{n_params:,} parameters each, loads in {load_s:.2f} s (this machine).",
+        f"- Elements: {', '.join(cfg.elements)}; cutoff {cfg.cutoff} Å; "
+        f"{cfg.n_layers} layers; irreps {cfg.n_scalars}x0e + {cfg.n_vectors}x1o"
+        + (f" + {cfg.n_tensors}x2e" if cfg.n_tensors else "")
+        + f"; ZBL {cfg.zbl}.",
+        f"- Training provenance: `{json.dumps(meta)}`",
+        "",
+    ]
     if args.notes:
         text += [Path(args.notes).read_text().strip(), ""]
-    text += ["## Test errors", "", metrics_table(rows), "",
-             "Regenerate: `python -m asecalc.training.modelcard " + " ".join(
-                 argv or __import__("sys").argv[1:]) + "`", ""]
+    text += [
+        "## Test errors",
+        "",
+        metrics_table(rows),
+        "",
+        "Regenerate: `python -m asecalc.training.modelcard "
+        + " ".join(argv or __import__("sys").argv[1:])
+        + "`",
+        "",
+    ]
     write_text_atomic(args.output, "\n".join(text))
 
 

@@ -28,10 +28,18 @@ def learning_curve_png(metric_files: list[Path], path: Path) -> None:
         with open(file) as handle:
             rows = list(csv.DictReader(handle))
         steps = [int(r["step"]) for r in rows]
-        for ax, key in zip(axes, ("val_forces_mae_meV_per_A", "val_energy_mae_meV_per_atom"),
-                           strict=True):
+        for ax, key in zip(
+            axes,
+            ("val_forces_mae_meV_per_A", "val_energy_mae_meV_per_atom"),
+            strict=True,
+        ):
             if rows and key in rows[0]:
-                ax.plot(steps, [float(r[key]) for r in rows], marker=".", label=f"member {k}")
+                ax.plot(
+                    steps,
+                    [float(r[key]) for r in rows],
+                    marker=".",
+                    label=f"member {k}",
+                )
                 ax.set_ylabel(key.replace("val_", "validation ").replace("_", " "))
     for ax in axes:
         ax.set_xlabel("step")
@@ -55,9 +63,15 @@ def parity_png(bundle: Any, dataset: Any, prefix: Path) -> None:
         pred_e.append((pred["energy"] / batch["n_atoms"]).numpy())
         ref_f.append(batch["forces_ref"].numpy().ravel())
         pred_f.append(pred["forces"].numpy().ravel())
-    parity_plot({"energy_ref": np.concatenate(ref_e), "energy_pred": np.concatenate(pred_e),
-                 "forces_ref": np.concatenate(ref_f), "forces_pred": np.concatenate(pred_f)},
-                Path(f"{prefix}.png"))
+    parity_plot(
+        {
+            "energy_ref": np.concatenate(ref_e),
+            "energy_pred": np.concatenate(pred_e),
+            "forces_ref": np.concatenate(ref_f),
+            "forces_pred": np.concatenate(pred_f),
+        },
+        Path(f"{prefix}.png"),
+    )
 
 
 def parity_plot(parity: dict[str, np.ndarray], path: Path) -> None:
@@ -66,8 +80,15 @@ def parity_plot(parity: dict[str, np.ndarray], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     er, ep = parity["energy_ref"], parity["energy_pred"]
     shift = er.mean()
-    panels = ((axes[0], er - shift, ep - shift, "energy − mean (eV/atom)"),
-              (axes[1], parity["forces_ref"], parity["forces_pred"], "force component (eV/Å)"))
+    panels = (
+        (axes[0], er - shift, ep - shift, "energy − mean (eV/atom)"),
+        (
+            axes[1],
+            parity["forces_ref"],
+            parity["forces_pred"],
+            "force component (eV/Å)",
+        ),
+    )
     for ax, ref, pred, label in panels:
         ax.scatter(ref, pred, s=3, alpha=0.4)
         lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))

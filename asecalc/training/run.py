@@ -57,7 +57,11 @@ class TrainRequest:
 
 def _sources(req: TrainRequest) -> tuple[Any, ...]:
     source = open_sources(req.data, req.select, req.energy_only)
-    n = len(source) if req.max_structures is None else min(len(source), req.max_structures)
+    n = (
+        len(source)
+        if req.max_structures is None
+        else min(len(source), req.max_structures)
+    )
     if req.val_data:
         train_idx = np.arange(n)
         val_source = open_sources(req.val_data, req.val_select, req.energy_only)
@@ -81,26 +85,48 @@ def train_model(req: TrainRequest) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     source, val_source, train_idx, val_idx, elements = _sources(req)
     if req.init:
-        config, init_members = init_from(req.init, elements, req.extend_elements, req.train.seed)
+        config, init_members = init_from(
+            req.init, elements, req.extend_elements, req.train.seed
+        )
         if len(source) < 2000:
             logger.warning(
                 "fine-tuning on %d structures without the base model's data: the model "
-                "may forget chemistry that is not in the new data", len(train_idx))
+                "may forget chemistry that is not in the new data",
+                len(train_idx),
+            )
     else:
-        config = preset_config(req.preset, elements=tuple(elements), **req.model_overrides)
+        config = preset_config(
+            req.preset, elements=tuple(elements), **req.model_overrides
+        )
         init_members = []
     dtype = getattr(torch, config.dtype)
     train_set = GraphDataset(source, train_idx, config.elements, config.cutoff, dtype)
-    val_set = (GraphDataset(val_source, val_idx, config.elements, config.cutoff, dtype)
-               if len(val_idx) else None)
+    val_set = (
+        GraphDataset(val_source, val_idx, config.elements, config.cutoff, dtype)
+        if len(val_idx)
+        else None
+    )
     e0, force_rms = fit_reference_energies(source, train_idx, config.elements)
-    write_json_atomic(out / "config.json", {
-        "model": config.to_dict(), "train": req.train.to_dict(), "data": req.data,
-        "select": req.select, "n_train": len(train_idx), "n_val": len(val_idx),
-        "ensemble": req.ensemble, "init": req.init,
-    })
-    metadata = {"data": [str(p) for p in np.atleast_1d(req.data)], "select": req.select, "n_train": int(len(train_idx)),
-                "n_val": int(len(val_idx)), "init": req.init}
+    write_json_atomic(
+        out / "config.json",
+        {
+            "model": config.to_dict(),
+            "train": req.train.to_dict(),
+            "data": req.data,
+            "select": req.select,
+            "n_train": len(train_idx),
+            "n_val": len(val_idx),
+            "ensemble": req.ensemble,
+            "init": req.init,
+        },
+    )
+    metadata = {
+        "data": [str(p) for p in np.atleast_1d(req.data)],
+        "select": req.select,
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "init": req.init,
+    }
     results, best_members = [], []
     for k in range(req.ensemble):
         seed = req.train.seed + 1000 * k
@@ -112,8 +138,16 @@ def train_model(req: TrainRequest) -> dict[str, Any]:
             model = new_model(config, seed)
             set_normalisation(model, e0, force_rms)
         cfg = TrainConfig.from_dict({**req.train.to_dict(), "seed": seed})
-        trainer = Trainer(model, train_set, val_set, cfg, member_dir, metadata,
-                          bootstrap=req.bootstrap and req.ensemble > 1, progress=req.progress)
+        trainer = Trainer(
+            model,
+            train_set,
+            val_set,
+            cfg,
+            member_dir,
+            metadata,
+            bootstrap=req.bootstrap and req.ensemble > 1,
+            progress=req.progress,
+        )
         if req.resume:
             trainer.resume()
         if trainer.step < cfg.max_steps and not _finished(trainer):
@@ -121,13 +155,26 @@ def train_model(req: TrainRequest) -> dict[str, Any]:
         results.append(trainer.history[-1] if trainer.history else {})
         best_members.append(load_model(member_dir / "model.pt").members[0])
     if req.ensemble > 1:
-        save_model(out / "model.pt", best_members, metadata={**metadata, "ensemble": req.ensemble})
-    summary = {"model": str(out / "model.pt"), "elements": list(config.elements),
-               "members": results}
+        save_model(
+            out / "model.pt",
+            best_members,
+            metadata={**metadata, "ensemble": req.ensemble},
+        )
+    summary = {
+        "model": str(out / "model.pt"),
+        "elements": list(config.elements),
+        "members": results,
+    }
     write_json_atomic(out / "summary.json", summary)
     if req.plots:
-        _plots(out, [Path(out if req.ensemble == 1 else out / "members" / str(k))
-                     for k in range(req.ensemble)], val_set)
+        _plots(
+            out,
+            [
+                Path(out if req.ensemble == 1 else out / "members" / str(k))
+                for k in range(req.ensemble)
+            ],
+            val_set,
+        )
     return summary
 
 
@@ -151,14 +198,17 @@ def _refit_for_finetune(model: torch.nn.Module, train_set: GraphDataset) -> None
     current = model.readout.reference_energies.detach().cpu().numpy()
     with torch.no_grad():
         model.readout.reference_energies.copy_(
-            torch.as_tensor(refit_reference_energies(counts, residuals, current)))
+            torch.as_tensor(refit_reference_energies(counts, residuals, current))
+        )
 
 
 def _plots(out: Path, member_dirs: list[Path], val_set: GraphDataset | None) -> None:
     from asecalc.training.plots import learning_curve_png, parity_png
 
     try:
-        learning_curve_png([d / "metrics.csv" for d in member_dirs], out / "learning_curve.png")
+        learning_curve_png(
+            [d / "metrics.csv" for d in member_dirs], out / "learning_curve.png"
+        )
         if val_set is not None:
             parity_png(load_model(out / "model.pt"), val_set, out / "parity")
     except Exception as err:  # plots must never lose a finished model

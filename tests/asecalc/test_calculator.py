@@ -100,7 +100,7 @@ def test_energy_continuous_across_cutoff(calc):
 def test_additivity_at_large_separation(calc):
     water, methane = molecule("H2O"), molecule("CH4")
     both = water.copy() + methane.copy()
-    both.positions[len(water):] += [0, 0, 20.0]
+    both.positions[len(water) :] += [0, 0, 20.0]
     parts = []
     for m in (water, methane, both):
         m.calc = calc
@@ -222,7 +222,11 @@ def test_compressed_dimer_is_repulsive(calc):
     for d in (0.25, 0.4, 0.6):
         a = Atoms("CC", positions=[[0, 0, 0], [0, 0, d]])
         a.calc = EformerCalculator(model=calc.bundle)
-        with pytest.warns(RuntimeWarning, match="closer than") if d < 0.3 else _nullcontext():
+        with (
+            pytest.warns(RuntimeWarning, match="closer than")
+            if d < 0.3
+            else _nullcontext()
+        ):
             energies.append(a.get_potential_energy())
     assert energies[0] > energies[1] > energies[2]
     assert energies[0] - energies[2] > 10.0  # ZBL wall, eV
@@ -240,7 +244,10 @@ class _nullcontext:
     ("atoms", "match"),
     [
         (Atoms(), "zero atoms"),
-        (Atoms("UO2", positions=[[0, 0, 0], [0, 0, 1.8], [0, 0, -1.8]]), "element.*U.*not in this model"),
+        (
+            Atoms("UO2", positions=[[0, 0, 0], [0, 0, 1.8], [0, 0, -1.8]]),
+            "element.*U.*not in this model",
+        ),
         (Atoms("H2", positions=[[0, 0, 0], [0, 0, np.nan]]), "NaN"),
         (Atoms("H2", positions=[[0, 0, 0], [0, 0, 0]]), "overlap"),
         (Atoms("Cu", cell=[[1, 0, 0], [2, 0, 0], [0, 0, 1]], pbc=True), "degenerate"),

@@ -36,7 +36,10 @@ def main() -> None:
     reference = {}
     for name, atoms in structures().items():
         atoms.calc = calc
-        entry = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces().tolist()}
+        entry = {
+            "energy": atoms.get_potential_energy(),
+            "forces": atoms.get_forces().tolist(),
+        }
         if atoms.pbc.all():
             entry["stress"] = atoms.get_stress().tolist()
         reference[name] = entry

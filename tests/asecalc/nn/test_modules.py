@@ -35,7 +35,9 @@ def test_attention_layer_equivariant():
     torch.manual_seed(0)
     irreps = o3.Irreps("8x0e + 4x1o + 4x2e")
     sh_irreps = o3.Irreps.spherical_harmonics(2)
-    layer = EquivariantAttention(irreps, sh_irreps, n_basis=6, radial_hidden=8, n_heads=2)
+    layer = EquivariantAttention(
+        irreps, sh_irreps, n_basis=6, radial_hidden=8, n_heads=2
+    )
     n_atoms = 5
     src, dst = torch.tensor([0, 1, 2, 3, 4, 1]), torch.tensor([1, 0, 3, 2, 0, 4])
     basis = torch.randn(len(src), 6)
@@ -48,7 +50,11 @@ def test_attention_layer_equivariant():
 
     args = [torch.randn(n_atoms, irreps.dim), torch.randn(len(src), 3)]
     assert_equivariant(
-        func, args_in=args, irreps_in=[irreps, "1o"], irreps_out=[irreps], tolerance=1e-9
+        func,
+        args_in=args,
+        irreps_in=[irreps, "1o"],
+        irreps_out=[irreps],
+        tolerance=1e-9,
     )
 
 

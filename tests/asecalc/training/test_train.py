@@ -23,8 +23,15 @@ from asecalc.cli.main import main
 from asecalc.config import TrainConfig
 from asecalc.training.run import TrainRequest, train_model
 
-SMALL = {"n_scalars": 8, "n_vectors": 4, "n_layers": 1, "n_heads": 2,
-         "radial_hidden": 8, "readout_hidden": 8, "cutoff": 3.5}
+SMALL = {
+    "n_scalars": 8,
+    "n_vectors": 4,
+    "n_layers": 1,
+    "n_heads": 2,
+    "radial_hidden": 8,
+    "readout_hidden": 8,
+    "cutoff": 3.5,
+}
 SMALL_FLAGS = [f"--model.{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
 
 
@@ -46,7 +53,11 @@ def emt_db(tmp_path_factory):
         for i in range(30):
             atoms = molecule(["H2O", "CH4", "NH3"][i % 3])
             atoms.rattle(0.08, rng=rng)
-            db.write(_label(atoms, EMT()), molecule=atoms.get_chemical_formula(), split="train")
+            db.write(
+                _label(atoms, EMT()),
+                molecule=atoms.get_chemical_formula(),
+                split="train",
+            )
         for i in range(10):
             atoms = bulk("Cu", "fcc", a=3.6 + 0.02 * i)
             atoms.rattle(0.05, rng=rng)
@@ -55,11 +66,22 @@ def emt_db(tmp_path_factory):
 
 
 def _request(db, out, **train):
-    base = {"max_steps": 40, "eval_every": 10, "batch_size": 4, "val_fraction": 0.2,
-            "warmup_steps": 5, "lr": 1e-2}
+    base = {
+        "max_steps": 40,
+        "eval_every": 10,
+        "batch_size": 4,
+        "val_fraction": 0.2,
+        "warmup_steps": 5,
+        "lr": 1e-2,
+    }
     base.update(train)
-    return TrainRequest(data=str(db), output_dir=str(out), model_overrides=SMALL,
-                        train=TrainConfig(**base), progress=False)
+    return TrainRequest(
+        data=str(db),
+        output_dir=str(out),
+        model_overrides=SMALL,
+        train=TrainConfig(**base),
+        progress=False,
+    )
 
 
 def test_training_learns_and_writes_outputs(emt_db, tmp_path):
@@ -70,7 +92,13 @@ def test_training_learns_and_writes_outputs(emt_db, tmp_path):
     first = dict(zip(metrics[0].split(","), metrics[1].split(","), strict=True))
     last = history[0]
     assert last["val_forces_mae_meV_per_A"] < float(first["val_forces_mae_meV_per_A"])
-    for name in ("model.pt", "checkpoint.pt", "config.json", "learning_curve.png", "parity.png"):
+    for name in (
+        "model.pt",
+        "checkpoint.pt",
+        "config.json",
+        "learning_curve.png",
+        "parity.png",
+    ):
         assert (tmp_path / name).exists(), name
     calc = EformerCalculator(model=tmp_path / "model.pt")
     atoms = molecule("H2O")
@@ -79,13 +107,34 @@ def test_training_learns_and_writes_outputs(emt_db, tmp_path):
 
 
 def test_resume_after_sigkill_is_exact(emt_db, tmp_path):
-    args = [str(emt_db), "--max-steps", "24", "--train.eval-every", "4", "--train.batch-size",
-            "4", "--train.warmup-steps", "2", "--no-progress", *SMALL_FLAGS]
+    args = [
+        str(emt_db),
+        "--max-steps",
+        "24",
+        "--train.eval-every",
+        "4",
+        "--train.batch-size",
+        "4",
+        "--train.warmup-steps",
+        "2",
+        "--no-progress",
+        *SMALL_FLAGS,
+    ]
     assert main(["train", *args, "--output-dir", str(tmp_path / "full")]) == 0
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "asecalc.cli.main", "train", *args, "--output-dir", str(killed)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "asecalc.cli.main",
+            "train",
+            *args,
+            "--output-dir",
+            str(killed),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     step = 0
     while time.time() < deadline and proc.poll() is None:
@@ -130,7 +179,9 @@ def test_finetune_extends_elements_function_preserving(tiny_model_path, tmp_path
     extended = extend_elements(base, ["H", "O", "Al"], seed=0)
     assert "Al" in extended.config.elements
     water = molecule("H2O")
-    e_old = base(atoms_to_graph(water, base.config.elements, base.config.cutoff))["energy"]
+    e_old = base(atoms_to_graph(water, base.config.elements, base.config.cutoff))[
+        "energy"
+    ]
     e_new = extended(atoms_to_graph(water, extended.config.elements, 4.0))["energy"]
     torch.testing.assert_close(e_old, e_new)
 
@@ -161,7 +212,9 @@ def test_bad_data_errors(tmp_path):
         nan_forces[1, 2] = np.nan
         nan.calc = SinglePointCalculator(nan, energy=-1.0, forces=nan_forces)
         db.write(nan, tag="badlabel")
-    with pytest.raises(ValueError, match=r"bad.db:id=\d: no forces label.*--energy-only"):
+    with pytest.raises(
+        ValueError, match=r"bad.db:id=\d: no forces label.*--energy-only"
+    ):
         train_model(_select(_request(db_path, tmp_path / "a"), "tag=noforces"))
     assert row_id == 2
     with pytest.raises(ValueError, match="NaN"):
@@ -176,8 +229,21 @@ def _select(req, query):
 
 
 def test_eval_cli_json(emt_db, tmp_path, tiny_model_path, capsys):
-    assert main(["eval", str(tiny_model_path), str(emt_db), "--by", "molecule", "--json",
-                 "--output-dir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_model_path),
+                str(emt_db),
+                "--by",
+                "molecule",
+                "--json",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 40
     assert result["overall"]["forces_mae_meV_per_A"] > 0
@@ -189,10 +255,25 @@ def test_eval_cli_json(emt_db, tmp_path, tiny_model_path, capsys):
 @pytest.mark.slow
 def test_data_parallel_two_processes(emt_db, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "-m", "asecalc.cli.main", "train", str(emt_db), "--max-steps", "6",
-           "--train.eval-every", "3", "--no-progress", "--output-dir", str(tmp_path),
-           *SMALL_FLAGS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "asecalc.cli.main",
+        "train",
+        str(emt_db),
+        "--max-steps",
+        "6",
+        "--train.eval-every",
+        "3",
+        "--no-progress",
+        "--output-dir",
+        str(tmp_path),
+        *SMALL_FLAGS,
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     state = safe_torch_load(tmp_path / "checkpoint.pt")
