@@ -33,16 +33,9 @@ from asecalc.training.uncertainty import (
     miscalibration_area,
     spearman,
 )
+from tests.asecalc.training._emt_data import TINY_MODEL
 
-SMALL = {
-    "n_scalars": 8,
-    "n_vectors": 4,
-    "n_layers": 1,
-    "n_heads": 2,
-    "radial_hidden": 8,
-    "readout_hidden": 8,
-    "cutoff": 3.5,
-}
+SMALL = TINY_MODEL
 
 
 @pytest.fixture(autouse=True, scope="module")

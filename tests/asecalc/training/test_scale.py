@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 
-import ase.db
 import numpy as np
 import pytest
 import torch
-from ase.build import bulk, molecule
+from ase.build import molecule
 from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from asecalc.cli.main import main
 from asecalc.config import TrainConfig, preset_config
@@ -25,44 +23,18 @@ from asecalc.training.flops import (
 from asecalc.training.growth import grow_depth, grow_width
 from asecalc.training.model_init import new_model
 from asecalc.training.scale import measure_run_flops, parse_sizes
+from tests.asecalc.training._emt_data import TINY_MODEL, label, write_emt_database
 
-TINY = {
-    "n_scalars": 8,
-    "n_vectors": 4,
-    "n_layers": 1,
-    "n_heads": 2,
-    "radial_hidden": 8,
-    "readout_hidden": 8,
-    "cutoff": 3.5,
-}
+TINY = TINY_MODEL
 TINY_SIZE = "xs:S:" + ":".join(f"{k}={v}" for k, v in TINY.items())
 FAST = {"batch_size": 4, "lr": 1e-2, "warmup_steps": 2, "ema_decay": 0.0}
-
-
-def _label(atoms, calc, stress=False):
-    atoms.calc = calc
-    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
-    if stress:
-        results["stress"] = atoms.get_stress()
-    atoms.calc = SinglePointCalculator(atoms, **results)
-    return atoms
 
 
 @pytest.fixture(scope="module")
 def emt_db(tmp_path_factory):
     """28 EMT-labelled structures: rattled molecules and strained Cu cells."""
     path = tmp_path_factory.mktemp("data") / "emt.db"
-    rng = np.random.default_rng(0)
-    with ase.db.connect(path) as db:
-        for i in range(24):
-            atoms = molecule(["H2O", "CH4", "NH3"][i % 3])
-            atoms.rattle(0.08, rng=rng)
-            db.write(_label(atoms, EMT()))
-        for i in range(4):
-            atoms = bulk("Cu", "fcc", a=3.6 + 0.02 * i)
-            atoms.rattle(0.05, rng=rng)
-            db.write(_label(atoms, EMT(), stress=True))
-    return path
+    return write_emt_database(path, n_molecules=24, n_cells=4)
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +179,7 @@ def test_adaptive_adds_data_from_hook_then_grows(emt_db, tmp_path):
     for i in range(3):
         atoms = molecule("CH4")
         atoms.rattle(0.05, rng=np.random.default_rng(100 + i))
-        extra.append(_label(atoms, EMT()))
+        extra.append(label(atoms, EMT()))
     calls = []
 
     def hook(n):  # an active-learning loop would label new structures here

@@ -22,47 +22,17 @@ from asecalc.checkpoint import load_model, safe_torch_load
 from asecalc.cli.main import main
 from asecalc.config import TrainConfig
 from asecalc.training.run import TrainRequest, train_model
+from tests.asecalc.training._emt_data import TINY_MODEL, label, write_emt_database
 
-SMALL = {
-    "n_scalars": 8,
-    "n_vectors": 4,
-    "n_layers": 1,
-    "n_heads": 2,
-    "radial_hidden": 8,
-    "readout_hidden": 8,
-    "cutoff": 3.5,
-}
+SMALL = TINY_MODEL
 SMALL_FLAGS = [f"--model.{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
-
-
-def _label(atoms, calc, stress=False):
-    atoms.calc = calc
-    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
-    if stress:
-        results["stress"] = atoms.get_stress()
-    atoms.calc = SinglePointCalculator(atoms, **results)
-    return atoms
 
 
 @pytest.fixture(scope="module")
 def emt_db(tmp_path_factory):
     """40 EMT-labelled structures: rattled molecules and strained Cu cells."""
     path = tmp_path_factory.mktemp("data") / "emt.db"
-    rng = np.random.default_rng(0)
-    with ase.db.connect(path) as db:
-        for i in range(30):
-            atoms = molecule(["H2O", "CH4", "NH3"][i % 3])
-            atoms.rattle(0.08, rng=rng)
-            db.write(
-                _label(atoms, EMT()),
-                molecule=atoms.get_chemical_formula(),
-                split="train",
-            )
-        for i in range(10):
-            atoms = bulk("Cu", "fcc", a=3.6 + 0.02 * i)
-            atoms.rattle(0.05, rng=rng)
-            db.write(_label(atoms, EMT(), stress=True), molecule="Cu", split="train")
-    return path
+    return write_emt_database(path, n_molecules=30, n_cells=10, key_value_pairs=True)
 
 
 def _request(db, out, **train):
@@ -190,7 +160,7 @@ def test_finetune_unknown_element_needs_flag(tiny_model_path, tmp_path):
     db_path = tmp_path / "al.db"
     with ase.db.connect(db_path) as db:
         for a in (3.9, 4.0, 4.1):
-            db.write(_label(bulk("Al", "fcc", a=a), EMT()))
+            db.write(label(bulk("Al", "fcc", a=a), EMT()))
     req = _request(db_path, tmp_path / "ft", max_steps=4)
     req.init = str(tiny_model_path)
     with pytest.raises(ValueError, match="Al.*--extend-elements"):
