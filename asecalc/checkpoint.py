@@ -13,7 +13,6 @@ with ``torch.load(weights_only=True)``, so a file can never run code.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 
 from asecalc._version import __version__
 from asecalc.config import ModelConfig
+from asecalc.fileio import atomic_write
 from asecalc.nn import EformerModel
 
 FORMAT = "eformer-model"
@@ -85,22 +85,8 @@ def save_model(
 
 
 def atomic_torch_save(data: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temp file beside ``path``, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(data, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` atomically (see :func:`asecalc.fileio.atomic_write`)."""
+    atomic_write(path, lambda tmp: torch.save(data, tmp))
 
 
 def safe_torch_load(path: str | os.PathLike[str]) -> Any:

@@ -24,8 +24,8 @@ import torch
 import torch.distributed as dist
 
 from asecalc.checkpoint import atomic_torch_save, safe_torch_load, save_model
-from asecalc.cli._common import write_text_atomic
 from asecalc.config import TrainConfig
+from asecalc.fileio import write_text_atomic
 from asecalc.nn import EformerModel
 from asecalc.training.data import GraphDataset
 from asecalc.training.loss import ErrorAccumulator, weighted_loss

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from asecalc.checkpoint import load_model
-from asecalc.cli._common import write_text_atomic
+from asecalc.fileio import write_text_atomic
 from asecalc.training.evaluate import evaluate_model
 
 COLUMNS = (
