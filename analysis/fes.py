@@ -20,76 +20,40 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from ase import units
 from numpy.typing import NDArray
 
+from analysis._fes_minima import find_minima, summarize
+from analysis._fes_tools import (
+    PlumedTable,
+    Range,
+    final_bias,
+    hills_bias,
+    make_grid,
+    read_plumed_file,
+)
 from analysis.metad import KJMOL, kT_kJmol
 
 logger = logging.getLogger(__name__)
 
-Range = tuple[float, float]
-
-
-@dataclass
-class PlumedTable:
-    """Columns of a PLUMED output file.
-
-    ``fields``: names from ``#! FIELDS``; ``data``: shape (n_rows, n_fields) in
-    PLUMED units (ps, nm, rad, kJ/mol); ``periodic``: ``{name: (min, max)}`` from
-    ``#! SET min_x/max_x``; ``constants``: every ``#! SET`` as text.
-    """
-
-    fields: list[str]
-    data: NDArray[np.float64]
-    periodic: dict[str, Range]
-    constants: dict[str, str] = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> NDArray[np.float64]:
-        if name not in self.fields:
-            raise KeyError(f"no column {name!r}; the file has {self.fields}")
-        return self.data[:, self.fields.index(name)]
-
-
-def read_plumed_file(path: str | os.PathLike[str]) -> PlumedTable:
-    """Read a COLVAR or HILLS file (restarted files with repeated headers too)."""
-    fields: list[str] = []
-    consts: dict[str, float] = {}
-    text: dict[str, str] = {}
-    rows: list[list[float]] = []
-    for line in Path(path).read_text().splitlines():
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "#!" and len(words) > 2 and words[1] == "FIELDS":
-            fields = words[2:]
-        elif words[0] == "#!" and len(words) > 3 and words[1] == "SET":
-            text[words[2]] = words[3]
-            value = _plumed_number(words[3])
-            if value is not None:
-                consts[words[2]] = value
-        elif not words[0].startswith("#") and len(words) == len(fields):
-            rows.append([float(w) for w in words])
-    if not fields or not rows:
-        raise ValueError(f"{path} is not a PLUMED COLVAR/HILLS file with data rows")
-    periodic = {
-        f: (consts[f"min_{f}"], consts[f"max_{f}"])
-        for f in fields
-        if f"min_{f}" in consts
-    }
-    return PlumedTable(fields, np.array(rows), periodic, text)
-
-
-def _plumed_number(text: str) -> float | None:
-    """Value of a ``#! SET`` constant (a number, ``pi`` or ``-pi``), else None."""
-    try:
-        return {"pi": np.pi, "-pi": -np.pi}.get(text) or float(text)
-    except ValueError:
-        return None
+__all__ = [
+    "FreeEnergySurface",
+    "PlumedTable",
+    "Range",
+    "fes_from_colvar",
+    "fes_from_hills",
+    "final_bias",
+    "find_minima",
+    "format_fes",
+    "hills_bias",
+    "plot_fes",
+    "read_plumed_file",
+    "summarize",
+]
 
 
 @dataclass
@@ -115,60 +79,6 @@ class FreeEnergySurface:
     def kT(self) -> float:
         """k_B T in eV."""
         return float(units.kB * self.temperature_K)
-
-
-def _grid(
-    values: list[NDArray[np.float64]],
-    pad: list[float],
-    periodic: list[Range | None],
-    bins: int,
-    ranges: list[Range] | None,
-) -> tuple[list[NDArray[np.float64]], list[NDArray[np.float64]]]:
-    """Bin edges and centres per CV: periodic domain, given range or data ± pad."""
-    edges, centres = [], []
-    for k, v in enumerate(values):
-        lo, hi = (
-            ranges[k]
-            if ranges
-            else (periodic[k] or (v.min() - pad[k], v.max() + pad[k]))
-        )
-        e = np.linspace(lo, hi, bins + 1)
-        edges.append(e)
-        centres.append(0.5 * (e[1:] + e[:-1]))
-    return edges, centres
-
-
-def _delta(x: NDArray[np.float64], c: NDArray[np.float64], period: Range | None) -> Any:
-    """x[None, :] - c[:, None] with minimum-image wrapping for periodic CVs."""
-    d = x[None, :] - c[:, None]
-    if period is not None:
-        length = period[1] - period[0]
-        d -= length * np.round(d / length)
-    return d
-
-
-def hills_bias(
-    hills: PlumedTable, cv_names: list[str], points: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """Σ of the HILLS kernels at ``points`` of shape (n_points, n_cvs); kJ/mol.
-
-    Uses PLUMED's kernel: for ``kerneltype stretched-gaussian`` (PLUMED ≥ 2.8) the
-    Gaussian is cut at d²/2 = 6.25 and shifted/stretched to reach zero there.
-    """
-    stretched = hills.constants.get("kerneltype") == "stretched-gaussian"
-    shift = np.exp(-6.25)
-    total = np.zeros(len(points))
-    for start in range(0, len(points), 1000):
-        chunk = points[start : start + 1000]
-        d2 = np.zeros((len(hills.data), len(chunk)))
-        for k, name in enumerate(cv_names):
-            d = _delta(chunk[:, k], hills[name], hills.periodic.get(name))
-            d2 += (d / hills[f"sigma_{name}"][:, None]) ** 2
-        g = np.exp(-0.5 * d2)
-        if stretched:
-            g = np.where(d2 < 12.5, (g - shift) / (1.0 - shift), 0.0)
-        total[start : start + 1000] = hills["height"] @ g
-    return total
 
 
 def _cv_names(table: PlumedTable, cv_names: list[str] | None) -> list[str]:
@@ -202,7 +112,7 @@ def fes_from_hills(
     periodic = [table.periodic.get(n) for n in names]
     values = [table[n][:n_hills] for n in names]
     pad = [3 * float(table[f"sigma_{n}"].max()) for n in names]
-    _, axes = _grid(values, pad, periodic, bins, ranges)
+    _, axes = make_grid(values, pad, periodic, bins, ranges)
     used = PlumedTable(
         table.fields, table.data[:n_hills], table.periodic, table.constants
     )
@@ -211,15 +121,6 @@ def fes_from_hills(
     return FreeEnergySurface(
         tuple(names), tuple(axes), (f - f.min()) * KJMOL, temperature_K, tuple(periodic)
     )
-
-
-def final_bias(
-    hills: PlumedTable, cv_names: list[str], samples: NDArray[np.float64]
-) -> Any:
-    """Bias V(s) in kJ/mol of all ``hills`` at ``samples`` (n_samples, n_cvs)."""
-    gamma = hills["biasf"][0] if "biasf" in hills.fields else np.inf
-    scale = 1.0 if np.isinf(gamma) else (gamma - 1.0) / gamma  # undo γ/(γ-1) of HILLS
-    return scale * hills_bias(hills, cv_names, samples)
 
 
 def fes_from_colvar(
@@ -260,7 +161,7 @@ def fes_from_colvar(
         )
     weights = np.exp(logw - logw.max())
     periodic = [table.periodic.get(n) for n in names]
-    edges, axes = _grid(list(samples.T), [0.0] * len(names), periodic, bins, ranges)
+    edges, axes = make_grid(list(samples.T), [0.0] * len(names), periodic, bins, ranges)
     blocks = np.array_split(np.arange(len(samples)), n_blocks)
     probs = np.array(
         [
@@ -283,118 +184,6 @@ def fes_from_colvar(
         error=np.where(np.isfinite(f), err, np.nan) * KJMOL,
         method="reweight",
     )
-
-
-# ------------------------------------------------------------ minima and barriers
-def _neighbours(
-    index: tuple[int, ...], shape: tuple[int, ...], wrap: list[bool]
-) -> Any:
-    for axis in range(len(shape)):
-        for step in (-1, 1):
-            j = list(index)
-            j[axis] += step
-            if wrap[axis]:
-                j[axis] %= shape[axis]
-            elif not 0 <= j[axis] < shape[axis]:
-                continue
-            yield tuple(j)
-
-
-def find_minima(
-    fes: FreeEnergySurface, min_depth_kT: float = 1.0
-) -> tuple[list[tuple[int, ...]], dict[tuple[int, int], tuple[int, ...]]]:
-    """Basins of ``fes`` and the lowest saddle between every pair of them.
-
-    Grid points are flooded in order of increasing free energy (watershed with
-    union-find; periodic CVs wrap). A basin shallower than ``min_depth_kT`` below
-    the saddle joining it to a deeper basin is merged into that basin.
-
-    Returns
-    -------
-    minima : list of tuple of int
-        Grid indices of the minima, lowest free energy first.
-    saddles : dict
-        ``{(i, j): grid index}`` of the lowest saddle between minima i < j.
-    """
-    f = fes.free_energy
-    shape, wrap = f.shape, [p is not None for p in fes.periodic]
-    order = [np.unravel_index(k, shape) for k in np.argsort(f, axis=None)]
-    parent: dict[tuple[int, ...], tuple[int, ...]] = {}
-    members: dict[tuple[int, ...], list[tuple[int, ...]]] = {}  # root -> its minima
-    saddles: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[int, ...]] = {}
-
-    def root(p: tuple[int, ...]) -> tuple[int, ...]:
-        while parent[p] != p:
-            parent[p] = parent[parent[p]]
-            p = parent[p]
-        return p
-
-    for p in order:
-        if not np.isfinite(f[p]):
-            continue
-        parent[p] = p
-        members[p] = [p]
-        for q in _neighbours(p, shape, wrap):
-            if q not in parent or root(p) == root(q):
-                continue
-            a, b = sorted(
-                (root(p), root(q)), key=lambda r: f[r]
-            )  # roots are lowest points
-            if f[p] - f[b] < min_depth_kT * fes.kT:  # b too shallow to count as a basin
-                members[b] = [m for m in members[b] if m != b]
-            for m in members[a]:
-                for n in members[b]:
-                    saddles.setdefault((m, n), p)
-            parent[b] = a
-            members[a] = members[a] + members.pop(b)
-    minima = sorted({m for ms in members.values() for m in ms}, key=lambda m: f[m])
-    pairs = {}
-    for i, m in enumerate(minima):
-        for j, n in enumerate(minima[i + 1 :], start=i + 1):
-            pairs[(i, j)] = saddles.get((m, n)) or saddles.get((n, m))
-    return minima, {k: v for k, v in pairs.items() if v is not None}
-
-
-def summarize(fes: FreeEnergySurface, min_depth_kT: float = 1.0) -> dict[str, Any]:
-    """JSON-able minima and barriers (kJ/mol, eV and kT) of ``fes``."""
-    minima, saddles = find_minima(fes, min_depth_kT)
-    kt = fes.kT
-
-    def energies(value_eV: float) -> dict[str, float]:
-        return {"kJmol": value_eV / KJMOL, "eV": value_eV, "kT": value_eV / kt}
-
-    def where(index: tuple[int, ...]) -> dict[str, float]:
-        return {
-            n: float(ax[i])
-            for n, ax, i in zip(fes.cv_names, fes.axes, index, strict=True)
-        }
-
-    f = fes.free_energy
-    return {
-        "method": fes.method,
-        "temperature_K": fes.temperature_K,
-        "cv_names": list(fes.cv_names),
-        "kT": energies(kt),
-        "minima": [
-            {
-                "index": k,
-                "cv": where(m),
-                "free_energy": energies(float(f[m])),
-                "error": None if fes.error is None else energies(float(fes.error[m])),
-            }
-            for k, m in enumerate(minima)
-        ],
-        "barriers": [
-            {
-                "from": i,
-                "to": j,
-                "saddle_cv": where(s),
-                "forward": energies(float(f[s] - f[minima[i]])),
-                "backward": energies(float(f[s] - f[minima[j]])),
-            }
-            for (i, j), s in saddles.items()
-        ],
-    }
 
 
 def plot_fes(

@@ -41,12 +41,18 @@ import os
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from ase import Atoms, units
 from numpy.typing import ArrayLike, NDArray
 
+from analysis._ti_quadrature import (
+    Quadrature,
+    as_quadrature,
+    gauss_legendre,
+    trapezoid,
+)
 from analysis._ti_windows import LambdaCalculator, WindowTask, run_windows
 from analysis.statistics import analyse_series, mbar_estimate
 
@@ -82,49 +88,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(module, name)
     raise AttributeError(f"module 'analysis.ti' has no attribute {name!r}")
-
-
-class Quadrature(NamedTuple):
-    """λ nodes and weights of a quadrature rule on [0, 1].
-
-    Attributes
-    ----------
-    nodes : ndarray, shape (n_lambdas,)
-        Coupling parameters λ (dimensionless).
-    weights : ndarray, shape (n_lambdas,)
-        Weights; ``ΔF = Σ weights · ⟨dU/dλ⟩``.
-    """
-
-    nodes: NDArray[np.float64]
-    weights: NDArray[np.float64]
-
-
-def gauss_legendre(n_lambdas: int) -> Quadrature:
-    """Gauss–Legendre rule with ``n_lambdas`` nodes mapped to [0, 1].
-
-    Exact for integrands that are polynomials of degree ``2 n − 1``; the end
-    points (often the hardest windows) are never sampled.
-    """
-    if not isinstance(n_lambdas, int | np.integer) or n_lambdas < 1:
-        raise ValueError(f"n_lambdas must be a positive integer, got {n_lambdas!r}")
-    x, w = np.polynomial.legendre.leggauss(int(n_lambdas))
-    return Quadrature(0.5 * (x + 1.0), 0.5 * w)
-
-
-def trapezoid(lambdas: ArrayLike) -> Quadrature:
-    """Trapezoid rule on a user grid that starts at 0 and ends at 1."""
-    nodes = np.sort(np.asarray(lambdas, dtype=float))
-    if nodes.ndim != 1 or nodes.size < 2 or nodes[0] != 0.0 or nodes[-1] != 1.0:
-        raise ValueError(
-            f"a trapezoid grid must be 1-D, start at 0 and end at 1, got {nodes}; "
-            "add the end points or use gauss_legendre(n)"
-        )
-    if np.any(np.diff(nodes) <= 0):
-        raise ValueError(f"λ grid has repeated values: {nodes}")
-    weights = np.zeros_like(nodes)
-    weights[1:] += 0.5 * np.diff(nodes)
-    weights[:-1] += 0.5 * np.diff(nodes)
-    return Quadrature(nodes, weights)
 
 
 @dataclass(frozen=True)
@@ -200,16 +163,6 @@ class TIResult:
         }
 
 
-def _as_quadrature(lambdas: Quadrature | ArrayLike | int) -> Quadrature:
-    if isinstance(lambdas, Quadrature):
-        return lambdas
-    if isinstance(lambdas, int | np.integer):
-        return gauss_legendre(int(lambdas))
-    if isinstance(lambdas, tuple) and len(lambdas) == 2 and np.ndim(lambdas[0]) == 1:
-        return Quadrature(np.asarray(lambdas[0], float), np.asarray(lambdas[1], float))
-    return trapezoid(lambdas)
-
-
 def integrate(
     atoms: Atoms,
     calc_a: Any,
@@ -278,7 +231,7 @@ def integrate(
     -------
     TIResult
     """
-    quad = _as_quadrature(lambdas)
+    quad = as_quadrature(lambdas)
     if temperature_K <= 0:
         raise ValueError(f"temperature_K must be positive, got {temperature_K}")
     if n_steps < 2 * sample_interval or sample_interval < 1:
