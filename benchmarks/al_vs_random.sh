@@ -13,7 +13,7 @@
 #
 # Long run (hours on a CPU). Usage:
 #   bash benchmarks/al_vs_random.sh [OUTPUT_DIR]        (default: al-vs-random)
-# Environment: ROUNDS, PER_ROUND, ENSEMBLE, MAX_STEPS, WORKERS, THREADS override.
+# Environment: ROUNDS, PER_ROUND, ENSEMBLE, MAX_STEPS, MD_STEPS, WORKERS, THREADS override.
 set -euo pipefail
 
 OUT=${1:-al-vs-random}
@@ -21,6 +21,7 @@ ROUNDS=${ROUNDS:-10}
 PER_ROUND=${PER_ROUND:-50}
 ENSEMBLE=${ENSEMBLE:-4}
 MAX_STEPS=${MAX_STEPS:-3000}
+MD_STEPS=${MD_STEPS:-4000}
 WORKERS=${WORKERS:-2}
 THREADS=${THREADS:-1}
 PY=${PYTHON:-python}
@@ -103,7 +104,7 @@ for STRATEGY in uncertainty random; do
   eformer al "$OUT/seed.db" --reference xtb --strategy "$STRATEGY" \
       --explore md:300,600,900 --explore "metad:$PHI+$PSI@300" \
       --per-round "$PER_ROUND" --rounds "$ROUNDS" --ensemble "$ENSEMBLE" \
-      --md-steps 4000 --interval 20 --walkers 2 --sigma-stop 1.0 --sigma-converged 0 \
+      --md-steps "$MD_STEPS" --interval 20 --walkers 2 --sigma-stop 1.0 --sigma-converged 0 \
       --test "$OUT/test.db" --workers "$WORKERS" --threads "$THREADS" --random-seed 0 \
       --train.max-steps "$MAX_STEPS" --train.eval-every 250 \
       --output-dir "$OUT/$STRATEGY"

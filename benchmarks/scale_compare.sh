@@ -4,6 +4,7 @@
 # front (S and M presets on all the data, cosine schedule over the budget)?
 #
 # Usage: benchmarks/scale_compare.sh [OUT]    (default OUT=scale-compare-out)
+# Environment: XTB_BUDGET, ASPIRIN_BUDGET (FLOPs per run), RMD17_DIR, EFORMER.
 # Long: hours on a quiet 2-core CPU. Resumable for the fixed runs (re-run the
 # same command); the adaptive run restarts from scratch.
 # Measured FLOPs per training step (batch 4, forward + backward incl. the force
@@ -14,6 +15,9 @@ set -euo pipefail
 OUT="${1:-scale-compare-out}"
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 EFORMER="${EFORMER:-eformer}"
+XTB_BUDGET="${XTB_BUDGET:-5e11}"          # training FLOPs per run
+ASPIRIN_BUDGET="${ASPIRIN_BUDGET:-1e12}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 # Optional: fit laws first so the controller decides from them (--laws).
 # $EFORMER scale sweep "$HERE/data/xtb_chno_water.db" --sizes small,medium \
@@ -22,10 +26,10 @@ EFORMER="${EFORMER:-eformer}"
 
 # GFN2-xTB database of the project (~5 000 small-molecule S steps per 2e11 FLOPs).
 nice -n 10 $EFORMER scale compare "$HERE/data/xtb_chno_water.db" \
-    --budget-flops 5e11 --fixed-sizes small,medium --start-size start:S:n_layers=1 \
+    --budget-flops "$XTB_BUDGET" --fixed-sizes small,medium --start-size start:S:n_layers=1 \
     --output-dir "$OUT/xtb" --json
 
 # rMD17 aspirin (1 000 structures; ~7 000 S steps at 1e12 FLOPs).
-nice -n 10 $EFORMER scale compare /work/shared/data/rmd17/rmd17_aspirin_train01.db \
-    --budget-flops 1e12 --fixed-sizes small,medium --start-size start:S:n_layers=1 \
+nice -n 10 $EFORMER scale compare "${RMD17_DIR:-$HERE/../shared/data/rmd17}/rmd17_aspirin_train01.db" \
+    --budget-flops "$ASPIRIN_BUDGET" --fixed-sizes small,medium --start-size start:S:n_layers=1 \
     --output-dir "$OUT/aspirin" --json
