@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
-    from analysis.scaling_fit import JointFit, PowerLawFit
+    from analysis._scaling_laws import JointFit, PowerLawFit
 
 
 def _pyplot() -> Any:

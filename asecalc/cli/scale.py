@@ -29,6 +29,8 @@ class CLICommand:
     e.g. 'xs:S:n_scalars=8:n_vectors=4:n_layers=1'. --model.* flags apply to all
     sizes; --train.* flags set the training (lr, batch size, loss weights).
     --budget-flops is per run (sweep, compare: each fixed configuration).
+    Re-running a command with the same --output-dir continues a stopped run
+    (adaptive refuses if settings that shape the run changed).
     """
 
     @staticmethod

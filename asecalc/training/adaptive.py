@@ -3,15 +3,20 @@
 :func:`run_adaptive` prepares the same validation split as a sweep
 (:func:`asecalc.training.scale.prepare_split`), builds the start model on the
 first slice of the training pool and runs
-:class:`~asecalc.training.diasl.DiaSLController`. :func:`compare_adaptive` is the
-acceptance experiment: at equal training FLOPs, the adaptive run against fixed
-configurations chosen up front (each trained on all the data with a cosine
-schedule over the whole budget), all validated on the same structures.
+:class:`~asecalc.training.diasl.DiaSLController`. Re-running it on the same
+``output_dir`` resumes a stopped run from its ``checkpoint.pt`` (or returns the
+finished one), provided the settings that shape the run are unchanged.
+:func:`compare_adaptive` is the acceptance experiment: at equal training FLOPs,
+the adaptive run against fixed configurations chosen up front (each trained on
+all the data with a cosine schedule over the whole budget), all validated on
+the same structures.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +25,8 @@ from typing import Any
 import torch
 
 from asecalc.cli._common import write_json_atomic
-from asecalc.config import TrainConfig
+from asecalc.config import ModelConfig, TrainConfig
+from asecalc.training._diasl_checkpoint import read_state
 from asecalc.training.data import (
     GraphDataset,
     elements_of,
@@ -31,6 +37,11 @@ from asecalc.training.diasl import DiaSLConfig, DiaSLController
 from asecalc.training.growth import AppendableSource, DataHook
 from asecalc.training.model_init import new_model, set_normalisation
 from asecalc.training.scale import SweepRequest, prepare_split, run_sweep, size_config
+
+logger = logging.getLogger(__name__)
+#: TrainConfig fields the controller sets itself (or does not use): they may
+#: change between a run and its resumption.
+_FREE_TRAIN_FIELDS = ("max_steps", "max_time_s", "warmup_steps", "schedule")
 
 
 @dataclass
@@ -54,22 +65,45 @@ class AdaptiveRequest:
 def run_adaptive(
     req: AdaptiveRequest, data_hook: DataHook | None = None
 ) -> dict[str, Any]:
-    """Prepare the split, build the start model and run :class:`DiaSLController`."""
+    """Prepare the split, build the start model and run :class:`DiaSLController`.
+
+    If ``output_dir`` holds the ``checkpoint.pt`` of an earlier run with the
+    same settings, that run continues: model (with its grown config),
+    optimiser, EMA, RNG, FLOPs spent, decisions, curve and training set. A
+    custom ``data_hook`` is not saved: the structures it returned are, but a
+    stateful hook must resume its own state.
+
+    Raises
+    ------
+    ValueError
+        If the budget is not positive, or the saved run's settings differ.
+    """
     if req.budget_flops <= 0:
         raise ValueError(f"budget_flops must be positive, got {req.budget_flops}")
     out = Path(req.output_dir)
+    laws = json.loads(Path(req.laws).read_text()) if req.laws else None
+    settings = adaptive_settings(req, laws)
+    saved = read_state(out, settings)  # before prepare_split may rewrite data/
     split = prepare_split(req.data, out, req.select, req.val_fraction, [1.0], req.seed)
     pool = AppendableSource(open_sources(split["pool"], None, False))
     cfg = req.diasl
-    n0 = min(
-        len(pool),
-        max(round(cfg.initial_fraction * len(pool)), req.train.batch_size),
-    )
     slice_size = max(round(cfg.slice_fraction * len(pool)), 1)
-    positions = list(range(n0))
-    config = size_config(req.start_size, elements_of(pool.base))
-    model = new_model(config, req.train.seed)
-    set_normalisation(model, *fit_reference_energies(pool, positions, config.elements))
+    if saved is None:
+        n0 = min(
+            len(pool),
+            max(round(cfg.initial_fraction * len(pool)), req.train.batch_size),
+        )
+        positions = list(range(n0))
+        config = size_config(req.start_size, elements_of(pool.base))
+        model = new_model(config, req.train.seed)
+        set_normalisation(
+            model, *fit_reference_energies(pool, positions, config.elements)
+        )
+    else:
+        pool.restore_extra(saved["diasl"]["hook_structures"])
+        positions = [int(i) for i in saved["diasl"]["positions"]]
+        config = ModelConfig.from_dict(saved["model_config"])
+        model = new_model(config, req.train.seed)  # weights from the checkpoint
     val_source = open_sources(split["val"], None, False)
     val_set = GraphDataset(
         val_source,
@@ -78,7 +112,6 @@ def run_adaptive(
         config.cutoff,
         getattr(torch, config.dtype),
     )
-    laws = json.loads(Path(req.laws).read_text()) if req.laws else None
     controller = DiaSLController(
         model,
         pool,
@@ -91,8 +124,46 @@ def run_adaptive(
         data_hook,
         laws,
         slice_size,
+        settings,
     )
+    if saved is not None:
+        controller.load_state_dict(saved)
+        logger.info(
+            "resuming the adaptive run in %s at step %d: %.3g of %.3g FLOPs, "
+            "%d decisions",
+            out,
+            controller.trainer.step,
+            controller.used,
+            controller.budget,
+            len(controller.decisions),
+        )
     return controller.run()
+
+
+def adaptive_settings(
+    req: AdaptiveRequest, laws: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The settings that shape an adaptive run (a resumed run must match them).
+
+    Data, selection, split, start model, budget, DiaSL settings, the joint law
+    used for decisions, and every :class:`TrainConfig` field except those the
+    controller sets itself (``max_steps``, ``max_time_s``, ``warmup_steps``,
+    ``schedule``).
+    """
+    train = {
+        k: v for k, v in req.train.to_dict().items() if k not in _FREE_TRAIN_FIELDS
+    }
+    return {
+        "data": str(Path(req.data).resolve()),
+        "select": req.select,
+        "val_fraction": req.val_fraction,
+        "seed": req.seed,
+        "start_size": req.start_size,
+        "budget_flops": float(req.budget_flops),
+        "train": train,
+        "diasl": dataclasses.asdict(req.diasl),
+        "laws": (laws or {}).get("fits", {}).get("joint", {}).get("params"),
+    }
 
 
 def compare_adaptive(

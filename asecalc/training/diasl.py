@@ -8,10 +8,9 @@ The controller trains in segments of ``eval_every`` steps and counts FLOPs
 
 * **adds data** from a hook (any callable ``hook(n) -> list of int | list of
   Atoms``: positions in the training pool, or labelled structures, e.g. from an
-  active-learning loop; default :class:`~asecalc.training.growth.NextSlice`, the next
-  slice of the
-  database), when the train/validation gap says the model overfits or the
-  fitted joint law ``L(N, P)`` predicts more from data; or
+  active-learning loop; default :class:`~asecalc.training.growth.NextSlice`,
+  the next slice of the database), when the train/validation gap says the
+  model overfits or the fitted joint law ``L(N, P)`` predicts more from data; or
 * **grows the model**, function-preservingly: a new attention block whose
   output projections are zero, so the residual block is the identity
   (:func:`~asecalc.training.growth.grow_depth`), or wider radial and readout
@@ -21,6 +20,14 @@ The controller trains in segments of ``eval_every`` steps and counts FLOPs
 Every decision is logged with its reason in ``adaptive.json``. The learning
 rate re-warms after each action and decays (cosine) over the last
 ``anneal_fraction`` of the budget; training stops when the budget is spent.
+
+Resumable: the controller's state (FLOPs spent, decisions, curve, training
+positions, the hook's structures, the segment in progress) is saved in the
+trainer's ``checkpoint.pt`` under ``"diasl"``, beside the (possibly grown)
+model, optimiser, EMA and RNG states: one atomic file, written by the trainer
+at the end of each segment (segment not yet booked) and again after booking it
+and acting, so a killed run resumes (:meth:`DiaSLController.load_state_dict`)
+exactly where it was.
 """
 
 from __future__ import annotations
@@ -31,15 +38,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ase import Atoms
 
+from asecalc.checkpoint import atomic_torch_save
 from asecalc.cli._common import write_json_atomic
-from asecalc.config import TrainConfig
+from asecalc.config import ModelConfig, TrainConfig
 from asecalc.nn import EformerModel
+from asecalc.training._diasl_checkpoint import (
+    CHECKPOINT,
+    STATE_FORMAT,
+    ControlledTrainer,
+)
 from asecalc.training._diasl_config import DiaSLConfig
+from asecalc.training._diasl_rules import (
+    choose_action,
+    growth_kind,
+    max_energy_change,
+)
 from asecalc.training.data import GraphDataset
-from asecalc.training.flops import count_parameters, measure_step_flops
+from asecalc.training.flops import measure_step_flops
 from asecalc.training.growth import (
     AppendableSource,
     DataHook,
@@ -47,24 +64,8 @@ from asecalc.training.growth import (
     grow_depth,
     grow_width,
 )
-from asecalc.training.loop import Trainer
 
 logger = logging.getLogger(__name__)
-
-
-class _ControlledTrainer(Trainer):
-    """Trainer whose learning-rate multiplier is set by the controller each step."""
-
-    def lr_multiplier(self, step: int) -> float:
-        """Overridden per segment by :class:`DiaSLController`."""
-        return 1.0
-
-    def _train_step(self) -> dict[str, float]:
-        self.plateau_scale = self.lr_multiplier(self.step)
-        return super()._train_step()
-
-    def _plateau_update(self, loss: float) -> None:
-        return None
 
 
 class DiaSLController:
@@ -87,6 +88,10 @@ class DiaSLController:
         ``hook(n)``; default :class:`NextSlice` over the rest of the pool.
     laws : dict, optional
         ``fit.json`` of ``eformer scale fit`` (its joint L(N, P) is used).
+    slice_size : int
+        Structures asked of the hook per data action.
+    settings : dict, optional
+        Saved with the state (``run_adaptive`` compares them on resume).
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class DiaSLController:
         data_hook: DataHook | None = None,
         laws: dict[str, Any] | None = None,
         slice_size: int = 16,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.train_config = TrainConfig.from_dict(
             {**train.to_dict(), "schedule": "plateau", "warmup_steps": 0}
@@ -115,16 +121,19 @@ class DiaSLController:
         )
         self.hook = data_hook or NextSlice(len(pool), max(positions) + 1)
         self.laws = (laws or {}).get("fits", {}).get("joint", {}).get("params")
-        self.slice_size = slice_size
+        self.slice_size, self.settings = slice_size, dict(settings or {})
         self.start_config = mc
         self.trainer = self._make_trainer(model)
         self.used, self.restart_step, self.growths = 0.0, 0, 0
+        self.phase_start = 0  # curve index of the first point after the last action
+        #: Segment trained but not yet booked: step0, steps, used0, fps.
+        self.segment: dict[str, Any] | None = None
         self.curve: list[dict[str, Any]] = []
         self.decisions: list[dict[str, Any]] = []
-        self.flops = self._measure()
+        self.flops: dict[str, Any] = {}  # measured in run() unless restored
 
-    def _make_trainer(self, model: EformerModel) -> _ControlledTrainer:
-        return _ControlledTrainer(
+    def _make_trainer(self, model: EformerModel) -> ControlledTrainer:
+        trainer = ControlledTrainer(
             model,
             self.train_set,
             self.val_set,
@@ -133,6 +142,51 @@ class DiaSLController:
             {"diasl": True},
             progress=False,
         )
+        trainer.controller_state = self.state_dict
+        return trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        """The controller's part of ``checkpoint.pt`` (plain values and tensors)."""
+        return {
+            "format": STATE_FORMAT,
+            "settings": self.settings,
+            "used": self.used,
+            "restart_step": self.restart_step,
+            "growths": self.growths,
+            "phase_start": self.phase_start,
+            "segment": self.segment,
+            "flops": self.flops,
+            "curve": self.curve,
+            "decisions": self.decisions,
+            "positions": list(self.train_set.indices),
+            "start_model_config": self.start_config.to_dict(),
+            "hook_structures": self.pool.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a ``checkpoint.pt`` (trainer and ``"diasl"`` parts).
+
+        The controller must have been built with the saved model config (the
+        model may have grown), ``positions`` and pool (with the hook's
+        structures restored, :meth:`AppendableSource.restore_extra`).
+        """
+        saved = state.get("diasl") or {}
+        if saved.get("format") != STATE_FORMAT:
+            raise ValueError("not a DiaSL checkpoint (no 'diasl' state)")
+        if list(saved["positions"]) != list(self.train_set.indices):
+            raise ValueError(
+                "the training positions of the checkpoint differ from the "
+                "controller's; build it with the saved positions"
+            )
+        self.trainer.load_state_dict(state)
+        self.used, self.restart_step = float(saved["used"]), int(saved["restart_step"])
+        self.growths, self.phase_start = int(saved["growths"]), saved["phase_start"]
+        self.segment, self.flops = saved["segment"], dict(saved["flops"])
+        self.curve, self.decisions = list(saved["curve"]), list(saved["decisions"])
+        self.start_config = ModelConfig.from_dict(saved["start_model_config"])
+
+    def _save(self) -> None:
+        atomic_torch_save(self.trainer.state_dict(), self.output_dir / CHECKPOINT)
 
     def _measure(self) -> dict[str, Any]:
         return measure_step_flops(
@@ -143,8 +197,8 @@ class DiaSLController:
             seed=len(self.decisions),
         ).to_dict()
 
-    def _lr(self, step0: int, fps: float) -> Callable[[int], float]:
-        used0, cfg = self.used, self.config
+    def _lr(self, step0: int, used0: float, fps: float) -> Callable[[int], float]:
+        cfg = self.config
         start = (1 - cfg.anneal_fraction) * self.budget
 
         def multiplier(step: int) -> float:
@@ -158,39 +212,68 @@ class DiaSLController:
         return multiplier
 
     def run(self) -> dict[str, Any]:
-        """Train until the budget is spent; return the summary (``adaptive.json``)."""
-        cfg, t = self.config, self.trainer
-        phase_start = 0
-        while True:
-            fps = self.flops["flops_per_step"]
-            steps = min(
-                self.train_config.eval_every, int((self.budget - self.used) // fps)
-            )
-            if steps < 1:
-                break
-            t = self.trainer
-            t.lr_multiplier = self._lr(t.step, fps)  # type: ignore[method-assign]
-            t.config = TrainConfig.from_dict(
-                {**self.train_config.to_dict(), "max_steps": t.step + steps}
-            )
-            t.train()
-            self.used += steps * fps
-            self._record(t.history[-1])
-            recent = self.curve[max(phase_start, len(self.curve) - cfg.window) :]
-            if (
-                self.used < (1 - cfg.anneal_fraction) * self.budget
-                and len(self.curve) - phase_start >= cfg.min_points
-            ):
-                from analysis.scaling_fit import marginal_gain
+        """Train until the budget is spent; return the summary (``adaptive.json``).
 
-                gain = marginal_gain(
-                    [r["flops"] for r in recent], [r["val_loss"] for r in recent]
-                )
-                self.curve[-1]["elasticity"] = gain["elasticity"]
-                if gain["elasticity"] < cfg.gain_threshold:
-                    self._act(gain)
-                    phase_start = len(self.curve)
+        Continues a restored state: first books a segment that was trained but
+        not booked when the run stopped.
+        """
+        if not self.flops:
+            self.flops = self._measure()
+        if self.segment is not None:
+            self._train_segment()
+            self._book_segment()
+        while self._start_segment():
+            self._train_segment()
+            self._book_segment()
         return self._write()
+
+    def _start_segment(self) -> bool:
+        """Plan the next ``eval_every`` steps (fewer at the end); False when spent."""
+        fps = self.flops["flops_per_step"]
+        steps = min(self.train_config.eval_every, int((self.budget - self.used) // fps))
+        if steps < 1:
+            return False
+        self.segment = {
+            "step0": self.trainer.step,
+            "steps": steps,
+            "used0": self.used,
+            "fps": fps,
+        }
+        return True
+
+    def _train_segment(self) -> None:
+        """Train to the end of the segment (the trainer checkpoints there)."""
+        seg, t = self.segment, self.trainer
+        assert seg is not None
+        t.lr_multiplier = self._lr(  # type: ignore[method-assign]
+            seg["step0"], seg["used0"], seg["fps"]
+        )
+        t.config = TrainConfig.from_dict(
+            {**self.train_config.to_dict(), "max_steps": seg["step0"] + seg["steps"]}
+        )
+        t.train()
+
+    def _book_segment(self) -> None:
+        """Count its FLOPs, record the validation, maybe act; then checkpoint."""
+        seg, cfg = self.segment, self.config
+        assert seg is not None
+        self.used, self.segment = seg["used0"] + seg["steps"] * seg["fps"], None
+        self._record(self.trainer.history[-1])
+        recent = self.curve[max(self.phase_start, len(self.curve) - cfg.window) :]
+        if (
+            self.used < (1 - cfg.anneal_fraction) * self.budget
+            and len(self.curve) - self.phase_start >= cfg.min_points
+        ):
+            from analysis.scaling_fit import marginal_gain
+
+            gain = marginal_gain(
+                [r["flops"] for r in recent], [r["val_loss"] for r in recent]
+            )
+            self.curve[-1]["elasticity"] = gain["elasticity"]
+            if gain["elasticity"] < cfg.gain_threshold:
+                self._act(gain)
+                self.phase_start = len(self.curve)
+        self._save()
 
     def _record(self, row: dict[str, Any]) -> None:
         self.curve.append(
@@ -215,59 +298,22 @@ class DiaSLController:
         )
         return self.trainer.evaluate(probe)["loss"]
 
-    def _growth_kind(self) -> str | None:
-        model_cfg, start = self.trainer.model.config, self.start_config
-        options = []
-        if model_cfg.n_layers < self.config.max_layers:
-            options.append("depth")
-        if (
-            model_cfg.radial_hidden * 2
-            <= start.radial_hidden * self.config.max_width_factor
-        ):
-            options.append("width")
-        if not options:
-            return None
-        return options[self.growths % len(options)]
-
-    def _choose(self, gap: float, kind: str | None) -> tuple[str, str]:
-        """``("data" | "grow", reason)`` from the laws if given, else the gap."""
-        n, p = len(self.train_set), self.flops["n_params"]
-        if self.laws and kind is not None:
-            q = self.laws
-
-            def law(n_: float, p_: float) -> float:
-                return q["E"] + q["A"] * p_ ** -q["alpha"] + q["B"] * n_ ** -q["beta"]
-
-            bigger = count_parameters(
-                grow_depth(self.trainer.model)
-                if kind == "depth"
-                else grow_width(self.trainer.model)
-            )
-            d_data = law(n, p) - law(n + self.slice_size, p)
-            d_model = (law(n, p) - law(n, bigger)) * p / bigger  # per FLOP of a step
-            choice = "data" if d_data >= d_model else "grow"
-            return choice, (
-                f"joint law: ΔL(+{self.slice_size} structures)={d_data:.4g} vs "
-                f"ΔL(P {p}->{bigger}, per FLOP)={d_model:.4g}"
-            )
-        if kind is None:
-            return "data", "model at its growth limit"
-        if gap > self.config.gap_threshold:
-            return (
-                "data",
-                f"train/val gap {gap:.2f} > {self.config.gap_threshold}: data-limited",
-            )
-        return (
-            "grow",
-            f"train/val gap {gap:.2f} <= {self.config.gap_threshold}: capacity-limited",
-        )
-
     def _act(self, gain: dict[str, Any]) -> None:
         val = self.curve[-1]["val_loss"]
         train = self._train_loss()
         gap = (val - train) / val
-        kind = self._growth_kind()
-        choice, reason = self._choose(gap, kind)
+        kind = growth_kind(
+            self.trainer.model.config, self.start_config, self.config, self.growths
+        )
+        choice, reason = choose_action(
+            gap,
+            kind,
+            self.trainer.model,
+            len(self.train_set),
+            self.laws,
+            self.slice_size,
+            self.config.gap_threshold,
+        )
         record: dict[str, Any] = {
             "step": self.trainer.step,
             "flops": self.used,
@@ -318,7 +364,7 @@ class DiaSLController:
         trainer = self._make_trainer(model)
         if old.ema is not None and trainer.ema is not None:
             trainer.ema.load_state_dict(grow(old.ema).state_dict())
-        change = _max_energy_change(
+        change = max_energy_change(
             old.ema or old.model, trainer.ema or trainer.model, self.val_set
         )
         trainer.step, trainer.elapsed = old.step, old.elapsed
@@ -349,15 +395,3 @@ class DiaSLController:
         }
         write_json_atomic(self.output_dir / "adaptive.json", summary)
         return summary
-
-
-def _max_energy_change(
-    before: EformerModel, after: EformerModel, dataset: GraphDataset
-) -> float:
-    """Largest |ΔE| in eV between two models on up to 8 structures (growth check)."""
-    batch = dataset.batch(range(min(8, len(dataset))))
-    before.eval()
-    after.eval()
-    e0 = before(batch, compute_forces=False)["energy"].detach()
-    e1 = after(batch, compute_forces=False)["energy"].detach()
-    return float(np.max(np.abs((e1 - e0).cpu().numpy())))

@@ -18,7 +18,7 @@ import torch
 from ase import Atoms
 
 from asecalc.nn import EformerModel
-from asecalc.training.data import _labels_of
+from asecalc.training.data import Labelled, _labels_of
 from asecalc.training.model_init import new_model
 
 #: ``hook(n)`` returns up to n new training structures: positions in the
@@ -103,6 +103,52 @@ class AppendableSource:
             _labels_of(atoms, f"hook:{len(self.extra)}", energy_only=False)
         )
         return len(self) - 1
+
+    def extra_state(self) -> list[dict[str, Any]]:
+        """Appended structures as tensors and plain values (for checkpoints).
+
+        Keeps what training reads: numbers, positions (Å), cell (Å), pbc,
+        energy (eV), forces (eV/Å), stress (eV/Å³, Voigt) and the key.
+        """
+
+        def tensor(array: Any) -> torch.Tensor | None:
+            return None if array is None else torch.as_tensor(array).clone()
+
+        return [
+            {
+                "numbers": tensor(x.atoms.numbers),
+                "positions": tensor(x.atoms.positions),
+                "cell": tensor(x.atoms.cell.array),
+                "pbc": [bool(p) for p in x.atoms.pbc],
+                "energy": float(x.energy),
+                "forces": tensor(x.forces),
+                "stress": tensor(x.stress),
+                "key": x.key,
+            }
+            for x in self.extra
+        ]
+
+    def restore_extra(self, state: list[dict[str, Any]]) -> None:
+        """Replace the appended structures by those of :meth:`extra_state`."""
+
+        def array(value: torch.Tensor | None) -> Any:
+            return None if value is None else value.numpy()
+
+        self.extra = [
+            Labelled(
+                Atoms(
+                    numbers=s["numbers"].numpy(),
+                    positions=s["positions"].numpy(),
+                    cell=s["cell"].numpy(),
+                    pbc=s["pbc"],
+                ),
+                float(s["energy"]),
+                array(s["forces"]),
+                array(s["stress"]),
+                s["key"],
+            )
+            for s in state
+        ]
 
 
 class NextSlice:

@@ -27,16 +27,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from ase import Atoms
 
 from asecalc.cli._common import write_json_atomic
 from asecalc.config import PRESET_ALIASES, PRESETS, TrainConfig, preset_config
+from asecalc.training._scale_fit import RESULT, fit_sweep, load_results
+from asecalc.training._scale_split import prepare_split
 from asecalc.training.data import GraphDataset, elements_of, open_sources
 
 logger = logging.getLogger(__name__)
-RESULT = "result.json"
+
+__all__ = [
+    "RESULT",
+    "SweepRequest",
+    "best_record",
+    "fit_sweep",
+    "load_results",
+    "measure_run_flops",
+    "parse_sizes",
+    "prepare_split",
+    "read_metrics",
+    "run_one",
+    "run_sweep",
+    "size_config",
+]
 
 
 @dataclass
@@ -108,103 +122,6 @@ def size_config(spec: dict[str, Any], elements: list[str]) -> Any:
     """ModelConfig of a size spec for the given elements."""
     spec = dict(spec)
     return preset_config(spec.pop("preset", "S"), elements=tuple(elements), **spec)
-
-
-def prepare_split(
-    data: str,
-    output_dir: str | Path,
-    select: str | None,
-    val_fraction: float,
-    fractions: list[float],
-    seed: int,
-) -> dict[str, Any]:
-    """Write ``data/val.db`` and nested ``data/train_<f>.db`` subsets (idempotent).
-
-    Returns the contents of ``data/split.json``: ``val`` path, ``train``
-    mapping fraction -> path, ``pool`` path (the whole training pool, in
-    permuted order) and sizes.
-    """
-    import ase.db
-    import ase.io
-
-    for f in fractions:
-        if not 0 < f <= 1:
-            raise ValueError(f"data fractions must be in (0, 1], got {f}")
-    root = Path(output_dir) / "data"
-    index_path = root / "split.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else None
-    wanted = sorted({*fractions, 1.0})
-    same = index and [
-        index["data"],
-        index["select"],
-        index["seed"],
-        index["val_fraction"],
-    ] == [str(data), select, seed, val_fraction]
-    if same and set(map(str, wanted)) <= set(index["train"]):
-        return index
-    root.mkdir(parents=True, exist_ok=True)
-    if str(data).endswith(".db"):
-        with ase.db.connect(str(data)) as db:
-            rows = list(db.select(select or ""))
-    else:
-        rows = ase.io.read(str(data), index=select or ":")
-    if len(rows) < 4:
-        raise ValueError(
-            f"{data!r} has {len(rows)} structures; a sweep needs at least 4"
-        )
-    perm = np.random.default_rng(seed).permutation(len(rows))
-    n_val = min(max(round(val_fraction * len(rows)), 1), len(rows) - 2)
-    val, pool = perm[:n_val], _cover_elements_first(rows, perm[n_val:])
-
-    def write(path: Path, positions: np.ndarray) -> None:
-        tmp = path.with_suffix(".tmp.db")
-        tmp.unlink(missing_ok=True)
-        with ase.db.connect(str(tmp)) as out:
-            for i in positions:
-                out.write(rows[int(i)])
-        tmp.replace(path)
-
-    index = {
-        "data": str(data),
-        "select": select,
-        "seed": seed,
-        "val": str(root / "val.db"),
-        "n_val": int(n_val),
-        "val_fraction": val_fraction,
-        "pool": str(root / "train_1.0.db"),
-        "train": {},
-        "n_train": {},
-    }
-    write(root / "val.db", val)
-    for f in wanted:
-        n = max(round(f * len(pool)), 2)
-        write(root / f"train_{f}.db", pool[:n])
-        index["train"][str(f)], index["n_train"][str(f)] = (
-            str(root / f"train_{f}.db"),
-            n,
-        )
-    write_json_atomic(index_path, index)
-    return index
-
-
-def _cover_elements_first(rows: list[Any], order: np.ndarray) -> np.ndarray:
-    """Reorder so the first few structures contain every element of the pool.
-
-    Every nested subset then trains a model on all elements (the validation
-    set may contain any of them).
-    """
-    seen: set[str] = set()
-    front = []
-    for k, i in enumerate(order):
-        row = rows[int(i)]
-        symbols = set(
-            row.get_chemical_symbols() if isinstance(row, Atoms) else row.symbols
-        )
-        if symbols - seen:
-            seen |= symbols
-            front.append(k)
-    rest = [k for k in range(len(order)) if k not in set(front)]
-    return order[np.array(front + rest, dtype=int)]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -345,149 +262,3 @@ def run_sweep(req: SweepRequest) -> dict[str, Any]:
                 {"budget_flops": req.budget_flops, "split": split, "runs": results},
             )
     return {"budget_flops": req.budget_flops, "split": split, "runs": results}
-
-
-def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished run's ``result.json`` under ``sweep_dir/runs``."""
-    paths = sorted(Path(sweep_dir).glob(f"runs/*/{RESULT}"))
-    if not paths:
-        raise ValueError(
-            f"no finished runs (runs/*/{RESULT}) under {str(sweep_dir)!r}; "
-            "run `eformer scale sweep` first"
-        )
-    return [json.loads(p.read_text()) for p in paths]
-
-
-def _try(name: str, fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, str | None]:
-    try:
-        return fn(*args, **kwargs), None
-    except ValueError as err:
-        logger.warning("%s fit skipped: %s", name, err)
-        return None, str(err)
-
-
-def fit_sweep(
-    sweep_dir: str | Path,
-    metric: str = "val_loss",
-    n_bootstrap: int = 200,
-    plots: bool = True,
-    budgets: list[float] | None = None,
-) -> dict[str, Any]:
-    """Fit L(C), L(N), L(P) and L(N, P) to a sweep; write ``fit.json`` and PNGs."""
-    from analysis import scaling_fit as sf
-
-    out = Path(sweep_dir)
-    runs = load_results(out)
-    curves = [
-        (
-            np.array([r["flops"] for r in run["curve"] if metric in r]),
-            np.array([r[metric] for r in run["curve"] if metric in r]),
-        )
-        for run in runs
-    ]
-    frontier = sf.compute_frontier(curves)
-    finals = np.array(
-        [
-            [run["n_train"], run["n_params"], run["best"].get(metric, np.nan)]
-            for run in runs
-        ]
-    )
-    report: dict[str, Any] = {
-        "metric": metric,
-        "n_runs": len(runs),
-        "fits": {},
-        "skipped": {},
-    }
-    fits: dict[str, Any] = {}
-    fits["C"], why_c = _try("L(C)", sf.fit_power_law, *frontier, "C", n_bootstrap)
-    for col, name in ((0, "N"), (1, "P")):
-        xs = np.unique(finals[:, col])
-        best = [np.nanmin(finals[finals[:, col] == x, 2]) for x in xs]
-        fits[name], why = _try(
-            f"L({name})", sf.fit_power_law, xs, best, name, n_bootstrap
-        )
-        if why:
-            report["skipped"][name] = why
-    fits["joint"], why_j = _try(
-        "L(N,P)", sf.fit_joint, finals[:, 0], finals[:, 1], finals[:, 2], n_bootstrap
-    )
-    for key, why in (("C", why_c), ("joint", why_j)):
-        if why:
-            report["skipped"][key] = why
-    report["fits"] = {k: v.to_dict() for k, v in fits.items() if v is not None}
-    report["frontier"] = {"flops": frontier[0].tolist(), "loss": frontier[1].tolist()}
-    report["runs"] = [
-        {k: run[k] for k in ("label", "fraction", "n_train", "n_params", "total_flops")}
-        | {metric: run["best"].get(metric)}
-        for run in runs
-    ]
-    if fits["joint"] is not None:
-        report["allocation"] = _allocation(fits["joint"], runs, budgets)
-    if plots:
-        report["plots"] = _plots(out, runs, curves, frontier, finals, fits)
-    write_json_atomic(out / "fit.json", report)
-    return report
-
-
-def _allocation(
-    joint: Any, runs: list[dict[str, Any]], budgets: list[float] | None
-) -> dict[str, Any]:
-    """Compute-optimal (P, N) at budgets, at the sweep's median epochs per run."""
-    from analysis.scaling_fit import compute_optimal_allocation
-
-    k = float(
-        np.median(
-            [r["flops_per_step"] / (r["n_params"] * r["batch_size"]) for r in runs]
-        )
-    )
-    epochs = float(
-        np.median([r["steps"] * r["batch_size"] / r["n_train"] for r in runs])
-    )
-    top = max(r["total_flops"] for r in runs)
-    budgets = budgets or [top, 10 * top, 100 * top]
-    return {
-        "flops_per_param_structure": k,
-        "epochs": epochs,
-        "assumption": "C = k * epochs * P * N with the sweep's median epochs",
-        "budgets": [compute_optimal_allocation(joint, c, k * epochs) for c in budgets],
-    }
-
-
-def _plots(
-    out: Path,
-    runs: list[dict[str, Any]],
-    curves: list[Any],
-    frontier: Any,
-    finals: np.ndarray,
-    fits: dict[str, Any],
-) -> dict[str, str]:
-    from analysis import scaling_fit as sf
-
-    paths = {
-        "C": sf.plot_power_law(
-            out / "loss_vs_compute.png",
-            [
-                (f"{r['label']} N={r['n_train']}", c, v)
-                for r, (c, v) in zip(runs, curves, strict=True)
-            ],
-            fits["C"],
-            "training FLOPs C",
-            highlight=frontier,
-        )
-    }
-    for col, name, label in (
-        (0, "N", "training structures N"),
-        (1, "P", "parameters P"),
-    ):
-        xs = np.unique(finals[:, col])
-        best = [np.nanmin(finals[finals[:, col] == x, 2]) for x in xs]
-        paths[name] = sf.plot_power_law(
-            out / f"loss_vs_{name}.png",
-            [("best over runs", xs, best)],
-            fits[name],
-            label,
-        )
-    paths["joint"] = sf.plot_joint(
-        out / "loss_joint.png", finals[:, 0], finals[:, 1], finals[:, 2], fits["joint"]
-    )
-    return {k: str(v) for k, v in paths.items()}

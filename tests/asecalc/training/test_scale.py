@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +17,10 @@ from ase.calculators.emt import EMT
 
 from asecalc.cli.main import main
 from asecalc.config import TrainConfig, preset_config
+from asecalc.training._diasl_checkpoint import ControlledTrainer
 from asecalc.training.adaptive import AdaptiveRequest, run_adaptive
 from asecalc.training.data import GraphDataset, open_sources
-from asecalc.training.diasl import DiaSLConfig
+from asecalc.training.diasl import DiaSLConfig, DiaSLController
 from asecalc.training.flops import (
     count_parameters,
     count_step_flops,
@@ -238,3 +244,155 @@ def test_bad_budget_is_a_clear_error(emt_db, tmp_path):
                 data=str(emt_db), output_dir=str(tmp_path), budget_flops=0.0
             )
         )
+
+
+# ---- resumable adaptive runs ------------------------------------------------
+#: Acts every 2nd validation: data while the pool lasts (2 slices), then growth.
+RESUME_DIASL = DiaSLConfig(
+    gain_threshold=1e9,
+    window=2,
+    min_points=2,
+    gap_threshold=-1e9,
+    slice_fraction=0.5,
+    anneal_fraction=0.1,
+    rewarm_steps=2,
+    flops_batches=1,
+    train_probe=8,
+)
+RESUME_ACTIONS = ["add_data", "add_data", "grow_depth", "grow_width"]
+#: One adaptive run in a fresh interpreter on one torch thread (to be killed).
+CHILD = """
+import json, logging, sys, torch
+from asecalc.training.adaptive import run_adaptive
+from tests.asecalc.training.test_scale import _request
+torch.set_num_threads(1)
+logging.basicConfig(level=logging.INFO)
+run_adaptive(_request(json.loads(sys.argv[1])))
+"""
+
+
+def _request(args, **train):
+    """The adaptive run of ``args`` (data, output_dir, budget_flops)."""
+    return AdaptiveRequest(
+        **args,
+        start_size={"preset": "S", **TINY},
+        val_fraction=0.15,
+        train=TrainConfig(**{**FAST, "ema_decay": 0.9, "eval_every": 2, **train}),
+        diasl=RESUME_DIASL,
+    )
+
+
+@pytest.fixture(scope="module")
+def adaptive_reference(emt_db, tmp_path_factory):
+    """An uninterrupted adaptive run: (arguments, adaptive.json, checkpoint).
+
+    Torch uses one thread (as the child process) until the module's end, so
+    the runs of the tests using this are bitwise comparable.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    start = {"preset": "S", **TINY}
+    fps, _ = measure_run_flops(start, str(emt_db), TrainConfig(**FAST), 1, 0)
+    out = tmp_path_factory.mktemp("reference")
+    args = {"data": str(emt_db), "output_dir": str(out)}
+    args["budget_flops"] = 30 * fps["flops_per_step"]
+    run_adaptive(_request(args))
+    summary = json.loads((out / "adaptive.json").read_text())
+    assert [d["action"] for d in summary["decisions"]] == RESUME_ACTIONS
+    yield args, summary, torch.load(out / "checkpoint.pt", weights_only=True)
+    torch.set_num_threads(threads)
+
+
+def _assert_same_run(out, reference):
+    """All as the reference but wall-clock ``time_s`` (a killed segment's is lost)."""
+    _, summary, state = reference
+    resumed = json.loads((out / "adaptive.json").read_text())
+    for key in ("decisions", "flops_used", "curve", "final_model_config", "n_train"):
+        assert resumed[key] == summary[key], key
+    final = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert final["step"] == state["step"]
+    for part in ("model", "ema"):
+        for key, value in state[part].items():
+            assert torch.equal(final[part][key], value), (part, key)
+    for index, moments in state["optimizer"]["state"].items():
+        for key, value in moments.items():
+            assert torch.equal(final["optimizer"]["state"][index][key], value)
+
+
+def test_adaptive_resumes_exactly_after_sigkill(adaptive_reference, tmp_path, caplog):
+    args = {**adaptive_reference[0], "output_dir": str(tmp_path)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(args)],
+        cwd=Path(__file__).resolve().parents[3],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        for line in child.stderr:
+            lines.append(line)
+            if sum("DiaSL decision" in x for x in lines) == 3:
+                child.send_signal(signal.SIGKILL)  # just grew; saving it, or saved
+                break
+        assert child.wait(timeout=60) == -signal.SIGKILL, "".join(lines[-20:])
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.stderr.close()
+    killed = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert 0 < killed["step"] < adaptive_reference[2]["step"]
+    with caplog.at_level(logging.INFO, logger="asecalc.training.adaptive"):
+        run_adaptive(_request(args))  # the same command again
+    assert "resuming the adaptive run" in caplog.text
+    _assert_same_run(tmp_path, adaptive_reference)
+
+
+class _Interrupted(Exception):
+    """Stands in for a kill at a chosen point (the files on disk are what count)."""
+
+
+@pytest.mark.parametrize(
+    ("where", "name", "call", "pending"),
+    [
+        # mid-segment (15th step), after a growth: the saved state is booked
+        pytest.param(ControlledTrainer, "_train_step", 15, False, id="mid-segment"),
+        # the trainer saved the end of a segment, the controller had not booked
+        # it nor acted (4th decision) yet: the saved model is the grown one
+        pytest.param(DiaSLController, "_act", 4, True, id="before-booking"),
+    ],
+)
+def test_adaptive_resumes_exactly_after_interruption(
+    adaptive_reference, tmp_path, monkeypatch, where, name, call, pending
+):
+    original, calls = getattr(where, name), []
+
+    def interrupted(self, *args):
+        calls.append(name)
+        if len(calls) == call:
+            raise _Interrupted
+        return original(self, *args)
+
+    args = {**adaptive_reference[0], "output_dir": str(tmp_path)}
+    monkeypatch.setattr(where, name, interrupted)
+    with pytest.raises(_Interrupted):
+        run_adaptive(_request(args))
+    monkeypatch.undo()
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert (saved["diasl"]["segment"] is not None) == pending
+    assert saved["model_config"]["n_layers"] == TINY["n_layers"] + 1  # grown
+    assert len(saved["diasl"]["decisions"]) == 3
+    run_adaptive(_request(args))
+    _assert_same_run(tmp_path, adaptive_reference)
+
+
+def test_adaptive_resume_refuses_changed_settings(adaptive_reference):
+    args, summary, state = adaptive_reference
+    out = Path(args["output_dir"])
+    again = run_adaptive(_request(args))  # finished: nothing left to train
+    assert json.loads(json.dumps(again["decisions"])) == summary["decisions"]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == state["step"]
+    with pytest.raises(ValueError, match=r"settings differ.*train\.lr: saved 0\.01"):
+        run_adaptive(_request(args, lr=2e-2))
+    with pytest.raises(ValueError, match="budget_flops: saved"):
+        run_adaptive(_request({**args, "budget_flops": 2 * args["budget_flops"]}))

@@ -1,0 +1,97 @@
+"""Checkpoints of DiaSL runs: the trainer's ``checkpoint.pt`` plus the controller.
+
+Private: used by :mod:`asecalc.training.diasl` and
+:func:`asecalc.training.adaptive.run_adaptive`. The controller's state goes
+into the trainer's checkpoint (:meth:`Trainer.state_dict`, written atomically
+by the trainer and by the controller), under ``"diasl"``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from asecalc.checkpoint import safe_torch_load
+from asecalc.training.loop import Trainer
+
+#: The trainer's checkpoint file (see :meth:`Trainer.resume`).
+CHECKPOINT = "checkpoint.pt"
+STATE_FORMAT = "eformer-diasl-state"
+
+
+class ControlledTrainer(Trainer):
+    """Trainer whose learning-rate multiplier is set by the controller each step.
+
+    Its checkpoints carry the controller's state (``controller_state()``)
+    under ``"diasl"``.
+    """
+
+    controller_state: Callable[[], dict[str, Any]] | None = None
+
+    def lr_multiplier(self, step: int) -> float:
+        """Overridden per segment by the controller."""
+        return 1.0
+
+    def _train_step(self) -> dict[str, float]:
+        self.plateau_scale = self.lr_multiplier(self.step)
+        return super()._train_step()
+
+    def _plateau_update(self, loss: float) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Trainer state plus the controller's under ``"diasl"``."""
+        state = super().state_dict()
+        if self.controller_state is not None:
+            state["diasl"] = self.controller_state()
+        return state
+
+
+def read_state(
+    output_dir: str | Path, settings: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The saved DiaSL checkpoint of ``output_dir``, or None if there is none.
+
+    Raises
+    ------
+    ValueError
+        If ``checkpoint.pt`` is not from a DiaSL run, or its settings differ
+        from ``settings`` (a different run would be continued).
+    """
+    path = Path(output_dir) / CHECKPOINT
+    if not path.exists():
+        return None
+    state = safe_torch_load(path)
+    saved = state.get("diasl") if isinstance(state, dict) else None
+    if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
+        raise ValueError(
+            f"{str(path)!r} is not a checkpoint of `eformer scale adaptive`; "
+            "use a new --output-dir"
+        )
+    changed = _differences(_plain(saved["settings"]), _plain(settings))
+    if changed:
+        raise ValueError(
+            f"cannot resume the adaptive run in {str(output_dir)!r}: its settings "
+            f"differ from this command ({'; '.join(changed)}); re-run with the "
+            "saved settings to continue, or use a new --output-dir"
+        )
+    return state
+
+
+def _plain(value: Any) -> Any:
+    """JSON round trip (tuples -> lists), so saved and new settings compare."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _differences(saved: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(saved, dict) and isinstance(new, dict):
+        return [
+            line
+            for key in sorted({*saved, *new})
+            for line in _differences(saved.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    if saved == new:
+        return []
+    return [f"{prefix.rstrip('.')}: saved {saved!r}, now {new!r}"]

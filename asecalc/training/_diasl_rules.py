@@ -1,0 +1,92 @@
+"""The DiaSL decision rule: add data or grow the model, and which growth.
+
+Private: used by :class:`asecalc.training.diasl.DiaSLController`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from asecalc.config import ModelConfig
+from asecalc.nn import EformerModel
+from asecalc.training._diasl_config import DiaSLConfig
+from asecalc.training.data import GraphDataset
+from asecalc.training.flops import count_parameters
+from asecalc.training.growth import grow_depth, grow_width
+
+
+def growth_kind(
+    current: ModelConfig, start: ModelConfig, config: DiaSLConfig, growths: int
+) -> str | None:
+    """``"depth"`` or ``"width"`` (alternating) within the limits, else None."""
+    options = []
+    if current.n_layers < config.max_layers:
+        options.append("depth")
+    if current.radial_hidden * 2 <= start.radial_hidden * config.max_width_factor:
+        options.append("width")
+    if not options:
+        return None
+    return options[growths % len(options)]
+
+
+def choose_action(
+    gap: float,
+    kind: str | None,
+    model: EformerModel,
+    n_train: int,
+    laws: dict[str, float] | None,
+    slice_size: int,
+    gap_threshold: float,
+) -> tuple[str, str]:
+    """``("data" | "grow", reason)`` from the joint law if given, else the gap.
+
+    Parameters
+    ----------
+    gap : float
+        ``(L_val - L_train) / L_val``.
+    kind : str or None
+        Growth that would be applied (:func:`growth_kind`).
+    model : EformerModel
+        Current model (its parameter count, and the grown one's).
+    n_train : int
+        Current training structures.
+    laws : dict, optional
+        Parameters ``E, A, alpha, B, beta`` of ``L(N, P)``.
+    """
+    p = count_parameters(model)
+    if laws and kind is not None:
+        q = laws
+
+        def law(n_: float, p_: float) -> float:
+            return q["E"] + q["A"] * p_ ** -q["alpha"] + q["B"] * n_ ** -q["beta"]
+
+        bigger = count_parameters(
+            grow_depth(model) if kind == "depth" else grow_width(model)
+        )
+        d_data = law(n_train, p) - law(n_train + slice_size, p)
+        d_model = (law(n_train, p) - law(n_train, bigger)) * p / bigger  # per FLOP
+        choice = "data" if d_data >= d_model else "grow"
+        return choice, (
+            f"joint law: ΔL(+{slice_size} structures)={d_data:.4g} vs "
+            f"ΔL(P {p}->{bigger}, per FLOP)={d_model:.4g}"
+        )
+    if kind is None:
+        return "data", "model at its growth limit"
+    if gap > gap_threshold:
+        return "data", f"train/val gap {gap:.2f} > {gap_threshold}: data-limited"
+    return (
+        "grow",
+        f"train/val gap {gap:.2f} <= {gap_threshold}: capacity-limited",
+    )
+
+
+def max_energy_change(
+    before: EformerModel, after: EformerModel, dataset: GraphDataset
+) -> float:
+    """Largest |ΔE| in eV between two models on up to 8 structures (growth check)."""
+    batch = dataset.batch(range(min(8, len(dataset))))
+    before.eval()
+    after.eval()
+    e0 = before(batch, compute_forces=False)["energy"].detach()
+    e1 = after(batch, compute_forces=False)["energy"].detach()
+    return float(np.max(np.abs((e1 - e0).cpu().numpy())))

@@ -1,0 +1,166 @@
+"""Fit scaling laws to a finished sweep: ``fit.json`` and the PNG plots.
+
+Private: use :func:`asecalc.training.scale.fit_sweep` and
+:func:`~asecalc.training.scale.load_results`. Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from asecalc.cli._common import write_json_atomic
+
+logger = logging.getLogger(__name__)
+#: File a finished sweep run writes into its directory.
+RESULT = "result.json"
+
+
+def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """Every finished run's ``result.json`` under ``sweep_dir/runs``."""
+    paths = sorted(Path(sweep_dir).glob(f"runs/*/{RESULT}"))
+    if not paths:
+        raise ValueError(
+            f"no finished runs (runs/*/{RESULT}) under {str(sweep_dir)!r}; "
+            "run `eformer scale sweep` first"
+        )
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def _try(name: str, fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, str | None]:
+    try:
+        return fn(*args, **kwargs), None
+    except ValueError as err:
+        logger.warning("%s fit skipped: %s", name, err)
+        return None, str(err)
+
+
+def fit_sweep(
+    sweep_dir: str | Path,
+    metric: str = "val_loss",
+    n_bootstrap: int = 200,
+    plots: bool = True,
+    budgets: list[float] | None = None,
+) -> dict[str, Any]:
+    """Fit L(C), L(N), L(P) and L(N, P) to a sweep; write ``fit.json`` and PNGs."""
+    from analysis import scaling_fit as sf
+
+    out = Path(sweep_dir)
+    runs = load_results(out)
+    curves = [
+        (
+            np.array([r["flops"] for r in run["curve"] if metric in r]),
+            np.array([r[metric] for r in run["curve"] if metric in r]),
+        )
+        for run in runs
+    ]
+    frontier = sf.compute_frontier(curves)
+    finals = np.array(
+        [
+            [run["n_train"], run["n_params"], run["best"].get(metric, np.nan)]
+            for run in runs
+        ]
+    )
+    report: dict[str, Any] = {
+        "metric": metric,
+        "n_runs": len(runs),
+        "fits": {},
+        "skipped": {},
+    }
+    fits: dict[str, Any] = {}
+    fits["C"], why_c = _try("L(C)", sf.fit_power_law, *frontier, "C", n_bootstrap)
+    for col, name in ((0, "N"), (1, "P")):
+        xs = np.unique(finals[:, col])
+        best = [np.nanmin(finals[finals[:, col] == x, 2]) for x in xs]
+        fits[name], why = _try(
+            f"L({name})", sf.fit_power_law, xs, best, name, n_bootstrap
+        )
+        if why:
+            report["skipped"][name] = why
+    fits["joint"], why_j = _try(
+        "L(N,P)", sf.fit_joint, finals[:, 0], finals[:, 1], finals[:, 2], n_bootstrap
+    )
+    for key, why in (("C", why_c), ("joint", why_j)):
+        if why:
+            report["skipped"][key] = why
+    report["fits"] = {k: v.to_dict() for k, v in fits.items() if v is not None}
+    report["frontier"] = {"flops": frontier[0].tolist(), "loss": frontier[1].tolist()}
+    report["runs"] = [
+        {k: run[k] for k in ("label", "fraction", "n_train", "n_params", "total_flops")}
+        | {metric: run["best"].get(metric)}
+        for run in runs
+    ]
+    if fits["joint"] is not None:
+        report["allocation"] = _allocation(fits["joint"], runs, budgets)
+    if plots:
+        report["plots"] = _plots(out, runs, curves, frontier, finals, fits)
+    write_json_atomic(out / "fit.json", report)
+    return report
+
+
+def _allocation(
+    joint: Any, runs: list[dict[str, Any]], budgets: list[float] | None
+) -> dict[str, Any]:
+    """Compute-optimal (P, N) at budgets, at the sweep's median epochs per run."""
+    from analysis.scaling_fit import compute_optimal_allocation
+
+    k = float(
+        np.median(
+            [r["flops_per_step"] / (r["n_params"] * r["batch_size"]) for r in runs]
+        )
+    )
+    epochs = float(
+        np.median([r["steps"] * r["batch_size"] / r["n_train"] for r in runs])
+    )
+    top = max(r["total_flops"] for r in runs)
+    budgets = budgets or [top, 10 * top, 100 * top]
+    return {
+        "flops_per_param_structure": k,
+        "epochs": epochs,
+        "assumption": "C = k * epochs * P * N with the sweep's median epochs",
+        "budgets": [compute_optimal_allocation(joint, c, k * epochs) for c in budgets],
+    }
+
+
+def _plots(
+    out: Path,
+    runs: list[dict[str, Any]],
+    curves: list[Any],
+    frontier: Any,
+    finals: np.ndarray,
+    fits: dict[str, Any],
+) -> dict[str, str]:
+    from analysis import scaling_fit as sf
+
+    paths = {
+        "C": sf.plot_power_law(
+            out / "loss_vs_compute.png",
+            [
+                (f"{r['label']} N={r['n_train']}", c, v)
+                for r, (c, v) in zip(runs, curves, strict=True)
+            ],
+            fits["C"],
+            "training FLOPs C",
+            highlight=frontier,
+        )
+    }
+    for col, name, label in (
+        (0, "N", "training structures N"),
+        (1, "P", "parameters P"),
+    ):
+        xs = np.unique(finals[:, col])
+        best = [np.nanmin(finals[finals[:, col] == x, 2]) for x in xs]
+        paths[name] = sf.plot_power_law(
+            out / f"loss_vs_{name}.png",
+            [("best over runs", xs, best)],
+            fits[name],
+            label,
+        )
+    paths["joint"] = sf.plot_joint(
+        out / "loss_joint.png", finals[:, 0], finals[:, 1], finals[:, 2], fits["joint"]
+    )
+    return {k: str(v) for k, v in paths.items()}
