@@ -42,6 +42,11 @@ class ModelConfig:
         Width of the atomic-energy readout MLP.
     dropout : float
         Dropout probability in the readout (used by MC-dropout uncertainty).
+    bilinear : bool
+        Feed the invariants ⟨U x_l, V x_l⟩ of each atom's own l > 0 features
+        (angles between its neighbour directions: three-body terms) into the
+        feed-forward block's scalars. On in the presets; ``False`` is the
+        architecture of model files written before it existed.
     zbl : bool
         Add a Ziegler–Biersack–Littmark screened-nuclear repulsion pair term
         (smoothly switched off between ``zbl_inner`` and ``zbl_outer`` × the
@@ -63,6 +68,7 @@ class ModelConfig:
     radial_hidden: int = 32
     readout_hidden: int = 16
     dropout: float = 0.0
+    bilinear: bool = False
     zbl: bool = True
     zbl_inner: float = 0.5
     zbl_outer: float = 0.8
@@ -123,6 +129,7 @@ class ModelConfig:
 #: Named model sizes. "S" is tuned for CPU molecular dynamics, "M" for accuracy.
 PRESETS: dict[str, dict[str, Any]] = {
     "S": {
+        "bilinear": True,
         "n_scalars": 32,
         "n_vectors": 8,
         "n_tensors": 0,
@@ -133,6 +140,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "readout_hidden": 16,
     },
     "M": {
+        "bilinear": True,
         "n_scalars": 64,
         "n_vectors": 16,
         "n_tensors": 8,
@@ -143,6 +151,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "readout_hidden": 32,
     },
     "L": {
+        "bilinear": True,
         "n_scalars": 128,
         "n_vectors": 32,
         "n_tensors": 16,

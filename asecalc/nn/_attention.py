@@ -79,6 +79,7 @@ class EquivariantAttention(nn.Module):
         n_basis: int,
         radial_hidden: int,
         n_heads: int,
+        bilinear: bool = False,
     ) -> None:
         super().__init__()
         self.irreps_hidden = o3.Irreps(irreps_hidden)
@@ -125,6 +126,10 @@ class EquivariantAttention(nn.Module):
         self.norm_ff = EquivariantLayerNorm(self.irreps_hidden)
         self.gate_ff, self.lin_ff_in = self._gated_linear(self.irreps_hidden)
         self.lin_ff_out = o3.Linear(self.irreps_hidden, self.irreps_hidden)
+        n_gate_scalars = self.gate_ff.n_scalars + self.gate_ff.n_gates
+        self.bilinear = (
+            BilinearInvariants(self.irreps_hidden, n_gate_scalars) if bilinear else None
+        )
 
     def _gated_linear(self, irreps_in: o3.Irreps) -> tuple[Gate, o3.Linear]:
         scalars = o3.Irreps([(m, ir) for m, ir in self.irreps_hidden if ir.l == 0])
@@ -140,7 +145,7 @@ class EquivariantAttention(nn.Module):
         basis: torch.Tensor,
         envelope: torch.Tensor,
     ) -> torch.Tensor:
-        """Attention weights α_ij, shape (n_edges, n_heads), of normalised features h."""
+        """Attention weights α_ij (n_edges, n_heads) of normalised features h."""
         n_atoms = h.shape[0]
         s = h[:, : self.n_scalars]
         q = self.query(s).view(n_atoms, self.n_heads, self.d_head)
@@ -207,5 +212,52 @@ class EquivariantAttention(nn.Module):
             w3j,
         )  # (n_atoms, gate_attn.irreps_in.dim)
         h = h + self.gate_attn(mixed)
-        h = h + self.lin_ff_out(self.gate_ff(self.lin_ff_in(self.norm_ff(h))))
+        x = self.norm_ff(h)
+        pre = self.lin_ff_in(x)
+        if self.bilinear is not None:
+            n0 = self.bilinear.n_out
+            pre = torch.cat([pre[:, :n0] + self.bilinear(x), pre[:, n0:]], dim=1)
+        h = h + self.lin_ff_out(self.gate_ff(pre))
         return h, (alpha if return_attention else None)
+
+
+class BilinearInvariants(nn.Module):
+    """Invariants <U x_l, V x_l> of each l > 0 block, mixed into ``n_out`` scalars.
+
+    For every block of ``mul`` copies of an irrep of degree l > 0, two learned
+    channel mixings U and V (equivariant: they act on channels, not components)
+    give ``mul`` dot products (U x)_k · (V x)_k, which are invariant (0e for
+    1o·1o and 2e·2e). These carry the angles between an atom's own neighbour
+    directions (three-body terms, as in PaiNN's scalar update), which a
+    message from one neighbour at a time cannot. Output (n_atoms, n_out).
+    """
+
+    def __init__(self, irreps: o3.Irreps, n_out: int) -> None:
+        super().__init__()
+        self.n_out = n_out
+        self.blocks: list[tuple[int, int, int]] = []  # (start, mul, dim)
+        start = 0
+        mixes_u, mixes_v = [], []
+        for mul, ir in o3.Irreps(irreps):
+            if ir.l > 0 and mul > 0:
+                self.blocks.append((start, mul, ir.dim))
+                mixes_u.append(nn.Parameter(torch.randn(mul, mul) / math.sqrt(mul)))
+                mixes_v.append(nn.Parameter(torch.randn(mul, mul) / math.sqrt(mul)))
+            start += mul * ir.dim
+        self.mix_u = nn.ParameterList(mixes_u)
+        self.mix_v = nn.ParameterList(mixes_v)
+        n_inv = sum(mul for _, mul, _ in self.blocks)
+        self.linear = nn.Linear(max(n_inv, 1), n_out, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n_atoms, irreps.dim) -> (n_atoms, n_out)."""
+        if not self.blocks:
+            return x.new_zeros(x.shape[0], self.n_out)
+        parts = []
+        mixes = zip(self.blocks, self.mix_u, self.mix_v, strict=True)
+        for (start, mul, dim), wu, wv in mixes:
+            block = x[:, start : start + mul * dim].view(-1, mul, dim)
+            u = torch.einsum("ncd,ck->nkd", block, wu)
+            v = torch.einsum("ncd,ck->nkd", block, wv)
+            parts.append((u * v).sum(-1))
+        return self.linear(torch.cat(parts, dim=1))

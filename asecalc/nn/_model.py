@@ -21,7 +21,7 @@ from ._zbl import ZBLRepulsion
 
 
 def hidden_irreps(config: Any) -> o3.Irreps:
-    """Node feature irreps of a config: ``n_scalars x0e + n_vectors x1o + n_tensors x2e``."""
+    """Node feature irreps: ``n_scalars x0e + n_vectors x1o + n_tensors x2e``."""
     parts = [f"{config.n_scalars}x0e"]
     if config.n_vectors:
         parts.append(f"{config.n_vectors}x1o")
@@ -70,6 +70,7 @@ class EformerModel(nn.Module):
                 config.n_basis,
                 config.radial_hidden,
                 config.n_heads,
+                getattr(config, "bilinear", False),
             )
             for _ in range(config.n_layers)
         )
