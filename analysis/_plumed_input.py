@@ -14,9 +14,10 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
-from ase import units
+from ase import Atoms, units
 
 KJMOL: float = units.kJ / units.mol  #: eV per kJ/mol
 NM: float = units.nm  #: Å per nm
@@ -139,7 +140,7 @@ def _rmsd_reference(reference: str, path: Path) -> Path:
     """PLUMED-ready PDB (occupancy = beta = 1: align and measure on every atom)."""
     from ase.io import read, write
 
-    ref = read(reference)
+    ref = cast(Atoms, read(reference))  # the last image
     ref.set_array("occupancy", np.ones(len(ref)))
     ref.set_array("bfactor", np.ones(len(ref)))
     write(path, ref, format="proteindatabank")

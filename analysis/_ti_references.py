@@ -45,7 +45,7 @@ class EinsteinCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces"]  # noqa: RUF012
 
     def __init__(self, sites: ArrayLike, spring_constants: float | ArrayLike) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.sites = np.array(sites, dtype=float)
         if self.sites.ndim != 2 or self.sites.shape[1] != 3:
             raise ValueError(
@@ -63,7 +63,7 @@ class EinsteinCalculator(Calculator):
         system_changes: Any = all_changes,
     ) -> None:
         """Energy (eV), per-atom energies (eV) and forces (eV/Å)."""
-        super().calculate(atoms, properties, system_changes)
+        super().calculate(atoms, properties, system_changes)  # type: ignore[no-untyped-call]
         disp = self.atoms.positions - self.sites
         if disp.shape != self.sites.shape:
             raise ValueError(
@@ -139,7 +139,8 @@ def finite_difference_hessian(
             work.set_positions(x)
             forces.append(work.get_forces().ravel())
         hessian[index] = -(forces[0] - forces[1]) / (2.0 * delta)
-    return 0.5 * (hessian + hessian.T)
+    symmetric: NDArray[np.float64] = 0.5 * (hessian + hessian.T)
+    return symmetric
 
 
 def harmonic_free_energy(
@@ -175,7 +176,8 @@ def harmonic_free_energy(
 
 def _cartesian_q(atoms: Atoms) -> NDArray[np.float64]:
     """Cartesian coordinates (ASE's default, as a picklable function)."""
-    return atoms.get_positions()
+    positions: NDArray[np.float64] = atoms.get_positions()
+    return positions
 
 
 def _cartesian_jacobian(atoms: Atoms) -> NDArray[np.float64]:

@@ -63,7 +63,7 @@ class LambdaCalculator(MixedCalculator):
     def __init__(self, calc_a: Any, calc_b: Any, lambda_: float) -> None:
         if not 0.0 <= lambda_ <= 1.0:
             raise ValueError(f"lambda_ must be in [0, 1], got {lambda_}")
-        super().__init__(calc_a, calc_b, 1.0 - lambda_, lambda_)
+        super().__init__(calc_a, calc_b, 1.0 - lambda_, lambda_)  # type: ignore[no-untyped-call]
         self.lambda_ = float(lambda_)
 
     def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
@@ -113,7 +113,7 @@ class LambdaCalculator(MixedCalculator):
 
     def get_energy_contributions(self, atoms: Atoms | None = None) -> list[float]:
         """``[U_A, U_B]`` in eV at ``atoms`` (cached)."""
-        self.get_property("energy", atoms)
+        self.get_property("energy", atoms)  # type: ignore[no-untyped-call]
         return [float(e) for e in self.results["energy_contributions"]]
 
 

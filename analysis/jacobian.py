@@ -42,7 +42,7 @@ MAX_JACOBIAN_ATOMS = 32
 
 def force_jacobian(
     atoms: Atoms,
-    indices: Sequence[int] | None = None,
+    indices: Sequence[int] | NDArray[np.intp] | None = None,
     displacement: float = 1e-3,
 ) -> NDArray[np.float64]:
     """Return ``J_ab = -∂F_a/∂x_b`` by central finite differences of forces.
@@ -51,7 +51,7 @@ def force_jacobian(
     ----------
     atoms : Atoms
         Structure with a calculator attached. Its positions are restored.
-    indices : sequence of int, optional
+    indices : sequence of int or ndarray of int, optional
         Atoms to displace and whose forces to keep (all atoms by default). The
         result is the square block of the full Jacobian on these atoms.
     displacement : float
@@ -87,7 +87,9 @@ def force_jacobian(
     return np.stack(columns, axis=1)
 
 
-def local_cluster(atoms: Atoms, n_atoms: int, center: int | None = None) -> NDArray:
+def local_cluster(
+    atoms: Atoms, n_atoms: int, center: int | None = None
+) -> NDArray[np.intp]:
     """Return the indices of the ``n_atoms`` atoms nearest to ``center``.
 
     Parameters
@@ -149,7 +151,7 @@ def jacobian_asymmetry(
     return float(np.linalg.norm(antisymmetric) / norm)
 
 
-class CurlForceCalculator(Calculator):  # type: ignore[misc]
+class CurlForceCalculator(Calculator):
     """A deliberately non-conservative control: base forces plus a rotation field.
 
     Forces are ``F_a = F_base,a + strength * ẑ × (r_a - r_center)`` while the
@@ -182,7 +184,7 @@ class CurlForceCalculator(Calculator):  # type: ignore[misc]
     def __init__(
         self, base: Calculator, strength: float, center: Any = None, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.base = base
         self.strength = float(strength)
         self.center = None if center is None else np.asarray(center, dtype=float)
@@ -194,7 +196,7 @@ class CurlForceCalculator(Calculator):  # type: ignore[misc]
         system_changes: Sequence[str] = all_changes,
     ) -> None:
         """Compute base energy and forces, then add the rotation field."""
-        super().calculate(atoms, properties, system_changes)
+        super().calculate(atoms, properties, system_changes)  # type: ignore[no-untyped-call]
         base_atoms = self.atoms.copy()
         base_atoms.calc = self.base
         if self.center is None:

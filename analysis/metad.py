@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from ase import Atoms, units
@@ -156,7 +156,7 @@ def energy_units_ignored(kernel: str) -> bool:
     return bool(np.isclose(bias[0], 0.5))
 
 
-class BiasedCalculator(Plumed):  # type: ignore[misc]
+class BiasedCalculator(Plumed):
     """ASE's Plumed calculator with ``free_energy``, a cheap state check, energy units.
 
     Each ``calculate`` advances PLUMED one step, so results are reused while the
@@ -164,7 +164,7 @@ class BiasedCalculator(Plumed):  # type: ignore[misc]
     than a toy potential, so positions, cell, pbc and numbers are compared.
     """
 
-    implemented_properties = ("energy", "free_energy", "forces", "stress")
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]  # noqa: RUF012
     #: Pass the energy in kJ/mol (kernels that ignore MD energy units).
     energy_in_plumed_units = False
 
@@ -181,7 +181,7 @@ class BiasedCalculator(Plumed):  # type: ignore[misc]
     def compute_bias(self, pos: Any, istep: int, unbiased_energy: float) -> Any:
         """PLUMED bias for one step (energy handed over in the units PLUMED reads)."""
         scale = 1.0 / KJMOL if self.energy_in_plumed_units else 1.0
-        return super().compute_bias(pos, istep, unbiased_energy * scale)
+        return super().compute_bias(pos, istep, unbiased_energy * scale)  # type: ignore[no-untyped-call]
 
     def calculate(
         self,
@@ -190,7 +190,7 @@ class BiasedCalculator(Plumed):  # type: ignore[misc]
         system_changes: Any = all_changes,
     ) -> None:
         """Biased energy (eV), forces (eV/Å) and, for 3D cells, stress (eV/Å³)."""
-        super().calculate(atoms, properties or ["energy", "forces"], system_changes)
+        super().calculate(atoms, properties or ["energy", "forces"], system_changes)  # type: ignore[no-untyped-call]
         self.results["free_energy"] = self.results["energy"]
 
 
@@ -215,7 +215,7 @@ def make_plumed_calculator(
 
     try:
         with _kernel_environment(kernel):
-            biased = BiasedCalculator(
+            biased = BiasedCalculator(  # type: ignore[no-untyped-call]
                 calc,
                 list(plumed_input),
                 timestep,
@@ -288,7 +288,7 @@ def run_metadynamics(
         if not (out / "metad.json").is_file() or not (out / "HILLS").is_file():
             raise ValueError(f"cannot extend: no metad.json/HILLS in {out}; run first")
         state = json.loads((out / "metad.json").read_text())
-        last = read(out / "restart.traj", index=-1)
+        last = cast(Atoms, read(out / "restart.traj", index=-1))
         atoms.positions, atoms.cell, atoms.pbc = last.positions, last.cell, last.pbc
         atoms.set_momenta(last.get_momenta())
     else:

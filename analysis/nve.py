@@ -353,7 +353,7 @@ def _build_report(
     n_samples = run.steps_done + 1
     potential = np.asarray(run.potential[:n_samples])  # (n_samples,) eV
     kinetic = np.asarray(run.kinetic[:n_samples])  # (n_samples,) eV
-    time_ps = np.arange(n_samples) * timestep / (1000.0 * units.fs)
+    time_ps = np.arange(n_samples, dtype=np.float64) * timestep / (1000.0 * units.fs)
     total_meV = (potential + kinetic) * 1000.0 / n_atoms  # (n_samples,) meV/atom
     temperature = 2.0 * kinetic / (degrees_of_freedom(run.atoms) * units.kB)
     drift = _slope(time_ps, total_meV)

@@ -278,7 +278,9 @@ def total_dos(
 
 
 def thermal_properties(
-    phonon: Any, temperatures_K: Sequence[float], mesh: Sequence[int] = (20, 20, 20)
+    phonon: Any,
+    temperatures_K: Sequence[float] | NDArray[np.float64],
+    mesh: Sequence[int] = (20, 20, 20),
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Quantum harmonic F (eV/atom), S and C_v (eV/K/atom) at each temperature.
 
@@ -352,7 +354,7 @@ def run_phonons(
     relax_cell: bool = False,
     fmax: float = 1e-3,
     mesh: Sequence[int] = (20, 20, 20),
-    temperatures_K: Sequence[float] = tuple(range(0, 1001, 50)),
+    temperatures_K: Sequence[float] | NDArray[np.float64] = tuple(range(0, 1001, 50)),
     npoints: int = 150,
     batch_size: int = 1,
     imaginary_tolerance_THz: float = 0.05,

@@ -52,7 +52,8 @@ def import_pymbar() -> ModuleType | None:
             import pymbar.timeseries
         except ImportError:
             return None
-    return pymbar
+    module: ModuleType = pymbar
+    return module
 
 
 def _as_series(x: ArrayLike, name: str = "x") -> NDArray[np.float64]:

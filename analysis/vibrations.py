@@ -62,7 +62,7 @@ def relax_structure(
     """
     from ase.optimize import BFGS
 
-    relaxed = atoms.copy()
+    relaxed: Atoms = atoms.copy()
     relaxed.calc = calc
     if keep_symmetry and relaxed.pbc.any():
         from ase.constraints import FixSymmetry

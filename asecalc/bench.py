@@ -17,7 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from ase import Atoms, units
@@ -39,7 +39,7 @@ DEFAULT_SIZES = (21, 192, 1536)
 
 def aspirin() -> Atoms:
     """Aspirin C9H8O4 (21 atoms, non-periodic), rMD17 train-01 frame 0 geometry."""
-    atoms = read(DATA_DIR / "aspirin.xyz")
+    atoms = cast(Atoms, read(DATA_DIR / "aspirin.xyz"))
     atoms.info.clear()
     return atoms
 

@@ -56,7 +56,15 @@ class EformerCalculator(Calculator):
     (3, 3)
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    # Never mutated. Not a ClassVar: ASE's BaseCalculator declares it as a
+    # ``list[str]`` attribute.
+    implemented_properties = [  # noqa: RUF012
+        "energy",
+        "free_energy",
+        "energies",
+        "forces",
+        "stress",
+    ]
 
     def __init__(
         self,
@@ -68,7 +76,7 @@ class EformerCalculator(Calculator):
         n_dropout_samples: int = 8,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.device = torch.device(device or "cpu")
         if isinstance(model, ModelBundle):
             self.bundle = model
@@ -82,7 +90,8 @@ class EformerCalculator(Calculator):
         self.dtype = next(self.models[0].parameters()).dtype
         if uncertainty not in (None, "ensemble", "dropout"):
             raise ValueError(
-                f"uncertainty must be None, 'ensemble' or 'dropout', got {uncertainty!r}"
+                "uncertainty must be None, 'ensemble' or 'dropout', "
+                f"got {uncertainty!r}"
             )
         if uncertainty is None and len(self.models) > 1:
             uncertainty = "ensemble"
@@ -148,7 +157,7 @@ class EformerCalculator(Calculator):
     ) -> None:
         """Compute the requested properties (ASE Calculator contract)."""
         properties = list(properties or ["energy"])
-        super().calculate(atoms, properties, system_changes)
+        super().calculate(atoms, properties, system_changes)  # type: ignore[no-untyped-call]
         atoms = self.atoms
         want_stress = "stress" in properties
         if want_stress and not (atoms.pbc.all() and atoms.cell.rank == 3):
@@ -219,7 +228,7 @@ class EformerCalculator(Calculator):
                 "no uncertainty: load a model with K > 1 ensemble members "
                 "(eformer train --ensemble K) or use uncertainty='dropout'"
             )
-        self.get_property("forces", atoms)
+        self.get_property("forces", atoms)  # type: ignore[no-untyped-call]
         return self.results[key]
 
 

@@ -96,7 +96,8 @@ def safe_torch_load(path: str | os.PathLike[str]) -> Any:
     except Exception as err:  # torch raises many types for bad files
         raise ValueError(
             f"{str(path)!r} is not a readable eformer file (corrupt, truncated, or "
-            f"not saved by eformer): {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            f"not saved by eformer): {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}"
         ) from err
 
 
@@ -159,7 +160,7 @@ def export_model(
     dtype: str = "float64",
     metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Copy a model file with weights cast to ``dtype`` (float64 for MD) and extra metadata.
+    """Copy a model file with weights cast to ``dtype`` (float64 for MD) plus metadata.
 
     Models trained in float32 are exported in float64 so the calculator's
     default precision is the one recommended for dynamics.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)`` on a temp file beside ``path``, fsync it, then rename.
 
     The file gets normal permissions (``0666 & ~umask``; mkstemp creates 0600).

@@ -26,11 +26,14 @@ CLOSE_CONTACT = 0.3
 
 
 def species_index(numbers: np.ndarray, elements: Sequence[str]) -> np.ndarray:
-    """Map atomic numbers (n_atoms,) to indices into ``elements``; unknown -> ValueError."""
+    """Map atomic numbers (n_atoms,) to indices into ``elements``.
+
+    Unknown elements raise ValueError.
+    """
     lookup = np.full(119, -1, dtype=np.int64)
     for index, symbol in enumerate(elements):
         lookup[chemical_symbols.index(symbol)] = index
-    out = lookup[np.asarray(numbers)]
+    out: np.ndarray = lookup[np.asarray(numbers)]
     if (out < 0).any():
         missing = sorted({chemical_symbols[z] for z in np.asarray(numbers)[out < 0]})
         raise ValueError(
@@ -117,7 +120,8 @@ def edge_lengths(
 ) -> np.ndarray:
     """|D_ij| in Å, shape (n_edges,)."""
     vec = atoms.positions[src] - atoms.positions[dst] + shift @ atoms.cell.array
-    return np.linalg.norm(vec, axis=1)
+    lengths: np.ndarray = np.linalg.norm(vec, axis=1)
+    return lengths
 
 
 def warn_close_contacts(distances: np.ndarray) -> None:

@@ -90,6 +90,7 @@ def shared_data(relative: str) -> Path:
     path = SHARED_DATA / relative
     if not path.exists():
         pytest.skip(
-            f"reference data {relative} not found (../shared/data is absent in a user's clone)"
+            f"reference data {relative} not found "
+            "(../shared/data is absent in a user's clone)"
         )
     return path

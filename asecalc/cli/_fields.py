@@ -42,7 +42,7 @@ def add_dataclass_arguments(
 def collect(
     args: argparse.Namespace, prefix: str, base: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Values given for ``prefix`` flags, on top of ``base`` (e.g. from ``--config``)."""
+    """Values given for ``prefix`` flags on top of ``base`` (e.g. from ``--config``)."""
     out = dict(base or {})
     for key, value in vars(args).items():
         if key.startswith(f"{prefix}__") and value is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import cast
 
 from asecalc.cli._common import print_json, write_json_atomic, write_text_atomic
 
@@ -83,9 +84,10 @@ class CLICommand:
         from analysis import fes
 
         path = Path(args.file)
-        ranges = [
-            tuple(float(v) for v in r.split(",")) for r in args.range or []
-        ] or None
+        ranges = cast(  # "lo,hi" pairs
+            "list[tuple[float, float]] | None",
+            [tuple(float(v) for v in r.split(",")) for r in args.range or []] or None,
+        )
         names, bins = args.cv, args.bins
         if args.method == "hills":
             surface = fes.fes_from_hills(

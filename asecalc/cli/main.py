@@ -13,6 +13,7 @@ import importlib
 import inspect
 import logging
 import sys
+from typing import Any
 
 from asecalc._version import __version__
 
@@ -37,7 +38,7 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
-def _available_commands() -> list[tuple[str, object]]:
+def _available_commands() -> list[tuple[str, Any]]:
     found = []
     for name, module_name in COMMANDS:
         try:

@@ -6,9 +6,12 @@ import argparse
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asecalc.cli._common import add_calc_argument, print_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +105,7 @@ class CLICommand:
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         lines = _plumed_lines(args, out, metad)
-        atoms = read(args.structure)
+        atoms = cast("Atoms", read(args.structure))
         calc = _make_calc(args)
         result = metad.run_metadynamics(
             atoms,

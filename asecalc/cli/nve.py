@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asecalc.cli._common import (
     add_calc_argument,
@@ -13,6 +13,9 @@ from asecalc.cli._common import (
     print_json,
     write_json_atomic,
 )
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +139,7 @@ class CLICommand:
 
         from analysis.nve import run_nve
 
-        atoms = read(args.structure, index=args.index)
+        atoms = cast("Atoms", read(args.structure, index=args.index))
         calc = make_calculator(args.calc, args.device)
         output = Path(args.output_dir)
         report = run_nve(

@@ -9,7 +9,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asecalc.cli._common import (
     add_calc_argument,
@@ -18,6 +18,9 @@ from asecalc.cli._common import (
     write_json_atomic,
     write_text_atomic,
 )
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +127,7 @@ class CLICommand:
         """Run phonons or molecular vibrations and write the outputs."""
         from ase.io import read
 
-        atoms = read(args.structure)
+        atoms = cast("Atoms", read(args.structure))
         output_dir = Path(args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         calc = make_calculator(args.calc, args.device)

@@ -11,7 +11,7 @@ class CLICommand:
     energies, max force, temperature and speed.
 
     Examples:
-      eformer run                               # bundled default model, alanine dipeptide
+      eformer run                          # bundled default model, alanine dipeptide
       eformer run water.xyz --steps 500 --temperature 300 --json
       eformer run si.cif --calc mlearn-pbe --output-dir si-run
     """

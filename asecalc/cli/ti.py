@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asecalc.cli._common import (
     CALC_HELP,
@@ -13,6 +13,9 @@ from asecalc.cli._common import (
     print_json,
     write_json_atomic,
 )
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +134,7 @@ class CLICommand:
 
         from analysis import ti
 
-        atoms = io.read(args.structure)
+        atoms = cast("Atoms", io.read(args.structure))
         if args.supercell:
             atoms = atoms.repeat(_parse_ints(args.supercell))
         lambdas: Any = args.lambdas

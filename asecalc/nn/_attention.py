@@ -35,7 +35,8 @@ def _tp_instructions(
 ) -> tuple[o3.Irreps, list[tuple[int, int, int, str, bool]]]:
     """'uvu' paths of irreps_in ⊗ irreps_sh that land in irreps_target's types."""
     targets = {ir for _, ir in irreps_target}
-    out, instructions = [], []
+    out: list[tuple[int, o3.Irrep]] = []
+    instructions: list[tuple[int, int, int, str, bool]] = []
     for i_in, (mul, ir_in) in enumerate(irreps_in):
         for i_sh, (_, ir_sh) in enumerate(irreps_sh):
             for ir_out in ir_in * ir_sh:

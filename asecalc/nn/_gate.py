@@ -18,7 +18,7 @@ SIGMOID_NORM = 1.8467055342154763
 
 
 class Gate(nn.Module):
-    """``[silu(s)·c₁, sigmoid(g_k)·c₂ · x_k]`` for scalars s, gates g and gated irreps x.
+    """``[silu(s)·c₁, sigmoid(g_k)·c₂ · x_k]`` for scalars s, gates g, gated irreps x.
 
     Parameters
     ----------
@@ -30,6 +30,8 @@ class Gate(nn.Module):
     Input layout is ``irreps_scalars + gates + irreps_gated`` (``irreps_in``);
     output is ``irreps_scalars + irreps_gated`` (``irreps_out``).
     """
+
+    gate_index: torch.Tensor  # buffer, (n_gated_dim,) gate of each gated component
 
     def __init__(self, irreps_scalars: o3.Irreps, irreps_gated: o3.Irreps) -> None:
         super().__init__()

@@ -17,6 +17,7 @@ state dict).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from e3nn import o3
@@ -154,7 +155,9 @@ def convolve_and_mix(
                     )
                 )
     per_edge = [*scalars] + [
-        sum(v).reshape(n_edges, irreps_target[j].dim) for j, v in vectors.items() if v
+        cast(torch.Tensor, sum(v)).reshape(n_edges, irreps_target[j].dim)
+        for j, v in vectors.items()
+        if v
     ]
     per_edge_cat = torch.cat(per_edge, dim=1)  # (n_edges, n_0e + Σ mul_out·d)
     agg = per_edge_cat.new_zeros(n_atoms, per_edge_cat.shape[1]).index_add(

@@ -39,7 +39,9 @@ class PolynomialEnvelope(nn.Module):
 
 
 class BesselBasis(nn.Module):
-    """``sqrt(2/r_max) sin(n π r / r_max) / r`` for n = 1..n_basis (fixed frequencies)."""
+    """``sqrt(2/r_max) sin(n π r / r_max) / r``, n = 1..n_basis (fixed frequencies)."""
+
+    frequencies: torch.Tensor  # buffer, (n_basis,) n π / r_max in 1/Å
 
     def __init__(self, cutoff: float, n_basis: int = 8) -> None:
         super().__init__()

@@ -7,7 +7,10 @@ from torch import nn
 
 
 class SpeciesEmbedding(nn.Module):
-    """Learned scalar (0e) features of each species: (n_atoms,) -> (n_atoms, n_scalars)."""
+    """Learned scalar (0e) features of each species.
+
+    (n_atoms,) -> (n_atoms, n_scalars).
+    """
 
     def __init__(self, n_species: int, n_scalars: int) -> None:
         super().__init__()
@@ -25,6 +28,9 @@ class AtomicEnergyReadout(nn.Module):
     from the training data (least squares), not learned by gradient descent.
     Dropout before the last layer serves MC-dropout uncertainty.
     """
+
+    scale: torch.Tensor  # buffer, () dimensionless
+    reference_energies: torch.Tensor  # buffer, (n_species,) E0 in eV
 
     def __init__(
         self, n_scalars: int, hidden: int, n_species: int, dropout: float

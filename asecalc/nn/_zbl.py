@@ -30,6 +30,9 @@ class ZBLRepulsion(nn.Module):
         Switch region as fractions of the covalent-radius sum.
     """
 
+    z: torch.Tensor  # buffer, (n_species,) atomic numbers (float64)
+    radii: torch.Tensor  # buffer, (n_species,) covalent radii in Å (float64)
+
     def __init__(
         self,
         atomic_numbers: list[int],

@@ -3,12 +3,10 @@ model (TIP3P + SPC/Fw) for sampling periodic water, and proton-ordered ice Ih.""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 from ase import Atoms, units
 from ase.build import bulk, make_supercell, molecule
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
 from ase.geometry import find_mic, get_distances
 
 
@@ -75,7 +73,7 @@ class FlexibleWaterIntra(Calculator):
     J. Chem. Phys. 124, 024503 (2006).
     """
 
-    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces"]
+    implemented_properties = ["energy", "free_energy", "forces"]  # noqa: RUF012
     k_bond = 1059.162 * units.kcal / units.mol  # eV/Å²
     r0 = 1.012  # Å
     k_angle = 75.90 * units.kcal / units.mol  # eV/rad²
@@ -138,7 +136,7 @@ class FlexibleWaterIntra(Calculator):
         return float(0.5 * self.k_wall * np.sum(overlap**2))
 
 
-def flexible_water_calculator(atoms: Atoms) -> Calculator:
+def flexible_water_calculator(atoms: Atoms) -> BaseCalculator:
     """Return TIP3P (intermolecular) + SPC/Fw (intramolecular) for ``atoms``."""
     from ase.calculators.mixing import SumCalculator
     from ase.calculators.tip3p import TIP3P
@@ -205,7 +203,8 @@ def _euler_orientation(
         adjacency[i].append((j, index))
         adjacency[j].append((i, index))
     used = [False] * len(edges)
-    oriented, stack = [], [(0, None)]
+    oriented: list[tuple[int, int]] = []
+    stack: list[tuple[int, tuple[int, int] | None]] = [(0, None)]
     while stack:
         node, via = stack[-1]
         while adjacency[node] and used[adjacency[node][-1][1]]:

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -54,6 +54,9 @@ from asecalc.training.uncertainty import (
     evaluate_calibration,
     scalar_metrics,
 )
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 logger = logging.getLogger(__name__)
 
@@ -344,7 +347,9 @@ class ActiveLearning:
         from asecalc.training.al_label import read_labelled, write_frames
 
         cfg = self.config
-        candidates = read(self.round_dir(r) / "candidates.extxyz", index=":")
+        candidates = cast(
+            "list[Atoms]", read(self.round_dir(r) / "candidates.extxyz", index=":")
+        )
         n = min(cfg.per_round, cfg.budget - record["n_new_labels"])
         calc = self.calculator(r) if cfg.strategy == "uncertainty" else None
         labelled = read_labelled(self.labels, "split=train") if calc is not None else []

@@ -92,7 +92,9 @@ def model_features(
 
 
 def _chunks(images: list[Atoms], batch_atoms: int) -> list[list[Atoms]]:
-    chunks, current, n = [], [], 0
+    chunks: list[list[Atoms]] = []
+    current: list[Atoms] = []
+    n = 0
     for atoms in images:
         if current and n + len(atoms) > batch_atoms:
             chunks.append(current)

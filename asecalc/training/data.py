@@ -101,7 +101,7 @@ class StructureSource:
         self.energy_only = energy_only
         if not self.path.exists():
             raise FileNotFoundError(f"training data {str(self.path)!r} not found")
-        self._db = None
+        self._db: Any = None
         self._items: list[Labelled] | None = None
         if self.path.suffix == ".db":
             import ase.db
@@ -205,12 +205,12 @@ def labelled_to_graph(
 
 
 class GraphDataset:
-    """Graphs of a :class:`StructureSource` subset, built on demand with an LRU cache."""
+    """Graphs of a :class:`StructureSource` subset, built on demand (LRU cache)."""
 
     def __init__(
         self,
-        source: StructureSource,
-        indices: Sequence[int],
+        source: StructureSource | ConcatSource,
+        indices: Sequence[int] | np.ndarray,
         elements: Sequence[str],
         cutoff: float,
         dtype: torch.dtype = torch.float64,
@@ -240,7 +240,7 @@ class GraphDataset:
             self._cache.popitem(last=False)
         return g
 
-    def batch(self, positions: Sequence[int]) -> dict[str, Any]:
+    def batch(self, positions: Sequence[int] | np.ndarray) -> dict[str, Any]:
         """One batched graph of the given subset positions."""
         return batch_graphs([self.graph(int(i)) for i in positions])
 
@@ -248,18 +248,23 @@ class GraphDataset:
 def split_indices(
     n: int, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random train/validation split of ``range(n)`` (at least 1 of each when n > 1)."""
+    """Seeded random train/validation split of ``range(n)``.
+
+    At least one structure goes to each side when n > 1.
+    """
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     perm = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(val_fraction * n))
+    n_val = round(val_fraction * n)
     if val_fraction > 0 and n > 1:
         n_val = min(max(n_val, 1), n - 1)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 def fit_reference_energies(
-    source: StructureSource, indices: Sequence[int], elements: Sequence[str]
+    source: StructureSource | ConcatSource,
+    indices: Sequence[int] | np.ndarray,
+    elements: Sequence[str],
 ) -> tuple[np.ndarray, float]:
     """Per-element reference energies (eV) by least squares, and the force RMS (eV/Å).
 
@@ -287,7 +292,8 @@ def fit_reference_energies(
 
 
 def elements_of(
-    source: StructureSource, indices: Sequence[int] | None = None
+    source: StructureSource | ConcatSource,
+    indices: Sequence[int] | np.ndarray | None = None,
 ) -> list[str]:
     """Sorted (by Z) chemical symbols present in the source."""
     from ase.data import atomic_numbers

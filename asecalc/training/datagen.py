@@ -361,11 +361,11 @@ def label_database(
             _write_results(db, frames, failures, done, failure_log, summary)
             bar.update(len(frames) + len(failures))
     except BaseException:  # e.g. Ctrl-C: keep what is written, do not wait
-        if own:
+        if own and executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         raise
     else:
-        if own:
+        if own and executor is not None:
             executor.shutdown()
     finally:
         bar.close()

@@ -17,8 +17,8 @@ from asecalc.training.loss import ErrorAccumulator
 
 def predict(
     bundle: ModelBundle, graphs: list[dict[str, Any]], stress: bool
-) -> dict[str, Any]:
-    """Ensemble-mean predictions of a batch (tensors, detached)."""
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Ensemble-mean predictions of a batch (tensors, detached) and the batch."""
     batch = batch_graphs(graphs)
     outs = [
         m(batch, compute_forces=True, compute_stress=stress) for m in bundle.members
@@ -68,7 +68,7 @@ def evaluate_model(
         parity["forces_ref"].append(batch["forces_ref"].numpy().ravel())
         parity["forces_pred"].append(pred["forces"].numpy().ravel())
         if by:
-            for k, it in enumerate(items):
+            for k in range(len(items)):
                 key = str(source.row_value(start + k, by))
                 sub = batch_graphs([graphs[k]])
                 atoms_slice = batch["graph_index"] == k

@@ -91,7 +91,8 @@ class Trainer:
         self.bootstrap = bootstrap
         self.progress = progress
         self.rank, self.world = _world()
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for name, p in model.named_parameters():
             (no_decay if p.ndim < 2 or "embedding" in name else decay).append(p)
         self.optimizer = torch.optim.AdamW(
@@ -214,7 +215,7 @@ class Trainer:
     def evaluate(
         self, dataset: GraphDataset, model: EformerModel | None = None
     ) -> dict[str, float]:
-        """Error metrics and weighted loss of ``model`` (EMA by default) on a dataset."""
+        """Error metrics and weighted loss of ``model`` (EMA by default) on data."""
         model = model or self.ema or self.model
         model.eval()
         acc = ErrorAccumulator()
@@ -242,7 +243,10 @@ class Trainer:
 
     # ---- main loop -------------------------------------------------------
     def train(self) -> dict[str, Any]:
-        """Run until ``max_steps`` or ``max_time_s``; returns the best validation metrics."""
+        """Run until ``max_steps`` or ``max_time_s``.
+
+        Returns the best validation metrics.
+        """
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -321,7 +325,7 @@ class Trainer:
             meta = {
                 **self.metadata,
                 "step": self.step,
-                "val_metrics": {k: v for k, v in val.items()},
+                "val_metrics": dict(val),
             }
             save_model(
                 self.output_dir / "model.pt", self.ema or self.model, metadata=meta

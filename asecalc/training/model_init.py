@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ def set_normalisation(
         readout = model.readout
         readout.reference_energies.copy_(torch.as_tensor(reference_energies))
         readout.scale.fill_(float(scale))
-        last = readout.net[-1]
+        last = cast(torch.nn.Linear, readout.net[-1])
         last.weight.zero_()  # start from E = Σ E0: the NN learns the residual
         last.bias.zero_()
 
@@ -43,7 +44,7 @@ def set_normalisation(
 def extend_elements(
     model: EformerModel, elements: Sequence[str], seed: int
 ) -> EformerModel:
-    """Return a copy of ``model`` that also knows ``elements`` (new rows initialised fresh).
+    """Return a copy of ``model`` that also knows ``elements`` (new rows fresh).
 
     Existing elements keep their embedding and reference energy; new ones get a
     random embedding and a reference energy of 0 (refitted by the trainer).

@@ -75,7 +75,7 @@ def parity_png(bundle: Any, dataset: Any, prefix: Path) -> None:
 
 
 def parity_plot(parity: dict[str, np.ndarray], path: Path) -> None:
-    """Two panels: energy per atom (eV/atom, mean-shifted) and force components (eV/Å)."""
+    """Two panels: energy per atom (eV/atom, mean-shifted), force components (eV/Å)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     er, ep = parity["energy_ref"], parity["energy_pred"]

@@ -23,9 +23,10 @@ them. :data:`RECIPES` maps the names the command line accepts to recipes:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from ase import Atoms, units
@@ -137,13 +138,13 @@ def build_peptides(rng: np.random.Generator) -> list[tuple[str, Atoms]]:
 
     if not ALANINE_DIPEPTIDE_FILE.exists():
         raise FileNotFoundError(f"missing packaged structure {ALANINE_DIPEPTIDE_FILE}")
-    dipeptide = read(ALANINE_DIPEPTIDE_FILE)
+    dipeptide = cast(Atoms, read(ALANINE_DIPEPTIDE_FILE))
     dipeptide.info.clear()
 
     def cut(
         remove: list[int],
         to_hydrogen: list[tuple[int, int, float]],
-        to_oxygen: list[int] = (),
+        to_oxygen: Sequence[int] = (),
     ) -> Atoms:
         atoms = dipeptide.copy()
         for anchor, index, bond in to_hydrogen:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from asecalc.training.model_init import (
     refit_reference_energies,
     set_normalisation,
 )
+
+if TYPE_CHECKING:
+    from asecalc.nn import EformerModel
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +186,7 @@ def _finished(trainer: Trainer) -> bool:
     return budget > 0 and trainer.elapsed >= budget
 
 
-def _refit_for_finetune(model: torch.nn.Module, train_set: GraphDataset) -> None:
+def _refit_for_finetune(model: EformerModel, train_set: GraphDataset) -> None:
     """Shift per-element energies so the initial model matches the new data's zero."""
     n = min(len(train_set), 200)
     counts = np.zeros((n, len(model.config.elements)))

@@ -120,7 +120,8 @@ def test_batch_equals_single(calc, ethanol, cu_cell):
 def test_float32_close_to_float64(tiny_model_path, ethanol):
     f64 = EformerCalculator(model=tiny_model_path)
     f32 = EformerCalculator(model=tiny_model_path, dtype="float32")
-    assert f32.dtype.is_floating_point and str(f32.dtype) == "torch.float32"
+    assert f32.dtype.is_floating_point
+    assert str(f32.dtype) == "torch.float32"
     a, b = ethanol.copy(), ethanol.copy()
     a.calc, b.calc = f64, f32
     assert b.get_potential_energy() == pytest.approx(a.get_potential_energy(), abs=1e-4)
@@ -141,7 +142,8 @@ def test_ase_contract(calc, cu_cell):
     assert energies.sum() == pytest.approx(energy, abs=1e-10)
     assert cu_cell.get_forces().shape == (len(cu_cell), 3)
     stress = cu_cell.get_stress()
-    assert stress.shape == (6,) and stress.dtype == np.float64
+    assert stress.shape == (6,)
+    assert stress.dtype == np.float64
     # cached: no recomputation for unchanged atoms
     calls = []
     original = calc._evaluate
@@ -187,7 +189,8 @@ def test_ensemble_uncertainty(tiny_ensemble_path, ethanol):
     forces = ethanol.get_forces()
     assert calc.get_energy_std() > 0
     std = calc.get_forces_std()
-    assert std.shape == (len(ethanol),) and (std > 0).all()
+    assert std.shape == (len(ethanol),)
+    assert (std > 0).all()
     members = []
     for model in calc.models:
         single = EformerCalculator(model=tiny_ensemble_path)
@@ -284,4 +287,5 @@ def test_attention_weights_retrievable(calc, ethanol):
     assert alpha[0].shape == (len(graph["edge_src"]), calc.config.n_heads)
     sums = np.zeros((len(ethanol), calc.config.n_heads))
     np.add.at(sums, graph["edge_dst"].numpy(), alpha[0].detach().numpy())
-    assert (alpha[0] >= 0).all() and (sums < 1.0).all()
+    assert (alpha[0] >= 0).all()
+    assert (sums < 1.0).all()

@@ -64,7 +64,8 @@ def test_envelope_smooth_and_zero_beyond_cutoff():
     values = env(r)
     assert values[0] == pytest.approx(1.0)
     assert abs(values[1]) < 1e-12
-    assert values[2] == 0 and values[3] == 0
+    assert values[2] == 0
+    assert values[3] == 0
 
     def f(x):
         return float(env(torch.tensor(x)).sum())

@@ -1,4 +1,7 @@
-"""Shared test data for training tests: tiny model settings and EMT-labelled databases."""
+"""Shared test data for training tests.
+
+Tiny model settings and EMT-labelled databases.
+"""
 
 from __future__ import annotations
 

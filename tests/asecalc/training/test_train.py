@@ -1,4 +1,7 @@
-"""Training: learning, exact resume after SIGKILL, ensembles, fine-tuning, errors, DDP."""
+"""Training tests.
+
+Learning, exact resume after SIGKILL, ensembles, fine-tuning, errors and DDP.
+"""
 
 from __future__ import annotations
 
@@ -163,7 +166,7 @@ def test_finetune_unknown_element_needs_flag(tiny_model_path, tmp_path):
             db.write(label(bulk("Al", "fcc", a=a), EMT()))
     req = _request(db_path, tmp_path / "ft", max_steps=4)
     req.init = str(tiny_model_path)
-    with pytest.raises(ValueError, match="Al.*--extend-elements"):
+    with pytest.raises(ValueError, match=r"Al.*--extend-elements"):
         train_model(req)
     req.extend_elements = True
     summary = train_model(req)
