@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -> None:
@@ -33,3 +35,21 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write text to ``path`` atomically."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (numpy values allowed)."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=json_default) + "\n")
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps`` fallback: numpy arrays and scalars, paths."""
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

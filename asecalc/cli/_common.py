@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from asecalc.fileio import write_text_atomic
+from asecalc.fileio import json_default as _json_default
+from asecalc.fileio import (  # re-exported for the CLI modules
+    write_json_atomic as write_json_atomic,
+)
+from asecalc.fileio import write_text_atomic as write_text_atomic
 
 CALC_HELP = (
     "calculator: 'eformer' (bundled default model), a bundled model name "
@@ -71,23 +74,6 @@ def add_calc_argument(parser: Any, default: str = "eformer") -> None:
     )
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (temp file + rename)."""
-    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
 def print_json(data: Any) -> None:
     """Print ``data`` as JSON on stdout (numpy values converted)."""
     print(json.dumps(data, indent=2, default=_json_default))
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

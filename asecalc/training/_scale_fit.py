@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from asecalc.cli._common import write_json_atomic
+from asecalc.fileio import write_json_atomic
 
 logger = logging.getLogger(__name__)
 #: File a finished sweep run writes into its directory.

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from asecalc.cli._common import write_json_atomic
+from asecalc.fileio import write_json_atomic
 
 
 def prepare_split(

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from asecalc.cli._common import write_json_atomic
 from asecalc.config import ModelConfig, TrainConfig
+from asecalc.fileio import write_json_atomic
 from asecalc.training._diasl_checkpoint import read_state
 from asecalc.training.data import (
     GraphDataset,

@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from asecalc.cli._common import write_json_atomic
 from asecalc.config import TrainConfig
+from asecalc.fileio import write_json_atomic
 from asecalc.training.al_explore import ExploreSettings, explore, parse_explore
 from asecalc.training.al_label import count_rows, percentiles
 from asecalc.training.al_select import STRATEGIES, select

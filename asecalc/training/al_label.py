@@ -207,7 +207,7 @@ def write_report(
     out: Path, config: dict[str, Any], state: dict[str, Any], plot: bool = True
 ) -> dict[str, Any]:
     """Write ``al_report.json`` (and ``al_report.png``) in ``out``; return it."""
-    from asecalc.cli._common import write_json_atomic
+    from asecalc.fileio import write_json_atomic
 
     report = {
         "config": config,

@@ -41,8 +41,8 @@ from typing import Any
 from ase import Atoms
 
 from asecalc.checkpoint import atomic_torch_save
-from asecalc.cli._common import write_json_atomic
 from asecalc.config import ModelConfig, TrainConfig
+from asecalc.fileio import write_json_atomic
 from asecalc.nn import EformerModel
 from asecalc.training._diasl_checkpoint import (
     CHECKPOINT,

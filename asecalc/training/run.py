@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from asecalc.checkpoint import load_model, save_model
-from asecalc.cli._common import write_json_atomic
 from asecalc.config import TrainConfig, preset_config
+from asecalc.fileio import write_json_atomic
 from asecalc.training.data import (
     GraphDataset,
     elements_of,

@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from asecalc.cli._common import write_json_atomic
 from asecalc.config import PRESET_ALIASES, PRESETS, TrainConfig, preset_config
+from asecalc.fileio import write_json_atomic
 from asecalc.training._scale_fit import RESULT, fit_sweep, load_results
 from asecalc.training._scale_split import prepare_split
 from asecalc.training.data import GraphDataset, elements_of, open_sources
