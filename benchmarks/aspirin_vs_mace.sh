@@ -42,7 +42,7 @@ SECONDS_BUDGET=$((MINUTES * 60))
 (
   cd "$OUT"
   /usr/bin/time -v eformer train "$RMD17/rmd17_aspirin_train01.db" --val-fraction 0.05 \
-      --preset S --time-budget "$MINUTES" --max-steps 100000000 --train.batch-size 4 \
+      --preset S --time-budget "$MINUTES" --max-steps 100000000 --train.batch-size 4 --train.lr 0.015 \
       --no-progress --output-dir eformer > eformer.log 2>&1
 ) &
 EF_PID=$!
