@@ -279,6 +279,8 @@ class ActiveLearning:
             init=str(self.model_path(r - 1)) if cfg.finetune and r > 0 else None,
             resume=True,
             progress=False,
+            plots=False,
+            includes_base_data=True,
         )
         train_model(req)
         record["n_labels"] = count_rows(self.labels)

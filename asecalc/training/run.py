@@ -56,6 +56,9 @@ class TrainRequest:
     progress: bool = True
     max_structures: int | None = None
     plots: bool = True
+    #: the data already hold what the initial model was trained on (active
+    #: learning retrains on every label so far): no forgetting warning
+    includes_base_data: bool = False
 
 
 def _sources(req: TrainRequest) -> tuple[Any, ...]:
@@ -91,7 +94,7 @@ def train_model(req: TrainRequest) -> dict[str, Any]:
         config, init_members = init_from(
             req.init, elements, req.extend_elements, req.train.seed
         )
-        if len(source) < 2000:
+        if len(source) < 2000 and not req.includes_base_data:
             logger.warning(
                 "fine-tuning on %d structures without the base model's data: the model "
                 "may forget chemistry that is not in the new data",
