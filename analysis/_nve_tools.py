@@ -10,6 +10,8 @@ from ase import Atoms, units
 from ase.neighborlist import neighbor_list
 from scipy.spatial.distance import pdist
 
+from asecalc.fileio import atomic_write
+
 if TYPE_CHECKING:
     from analysis.nve import DriftReport
 
@@ -115,8 +117,6 @@ def plot_energies(report: DriftReport, path: str | Path) -> Path:
     axes[0].legend(loc="best", fontsize=8)
     axes[-1].set_xlabel("time (ps)")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
-    tmp.replace(path)
     return path

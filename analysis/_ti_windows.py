@@ -15,7 +15,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import tempfile
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from ase.calculators.calculator import all_changes
 from ase.calculators.mixing import MixedCalculator
 from ase.constraints import FixCom
 from ase.md.langevin import Langevin
+
+from asecalc.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -143,19 +144,11 @@ def draw_momenta(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -
 
 
 def _save(path: str, data: dict[str, Any]) -> None:
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    def savez(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a handle: np.savez(str) would add ".npz"
             np.savez(handle, **data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, savez)
 
 
 def _load(task: WindowTask) -> dict[str, Any] | None:

@@ -37,6 +37,7 @@ from analysis._fes_tools import (
     read_plumed_file,
 )
 from analysis.metad import KJMOL, kT_kJmol
+from asecalc.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -217,10 +218,10 @@ def plot_fes(
     ax.set_xlabel(fes.cv_names[0])
     ax.set_title(f"{fes.method} free energy, T = {fes.temperature_K:g} K")
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    atomic_write(
+        path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    )
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from analysis._ti_references import (
 )
 from analysis._ti_windows import draw_momenta
 from analysis.ti import TIResult, integrate
+from asecalc.fileio import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -243,10 +243,7 @@ def _springs_file(output_dir: Any) -> Path | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def anharmonic_free_energy(

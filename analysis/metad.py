@@ -53,6 +53,7 @@ from analysis._plumed_input import (
     plumed_atoms,
     plumed_md_units,
 )
+from asecalc.fileio import atomic_write, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -336,10 +337,8 @@ def _save_restart(out: Path, atoms: Atoms, state: dict[str, Any]) -> None:
         momenta=atoms.get_momenta(),
         masses=atoms.get_masses(),
     )
-    write(out / ".restart.traj.tmp", frame, format="traj")
-    os.replace(out / ".restart.traj.tmp", out / "restart.traj")
-    (out / ".metad.json.tmp").write_text(json.dumps(state, indent=2) + "\n")
-    os.replace(out / ".metad.json.tmp", out / "metad.json")
+    atomic_write(out / "restart.traj", lambda tmp: write(tmp, frame, format="traj"))
+    write_json_atomic(out / "metad.json", state)
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from ase.io import read
 
 from analysis import metad
 from asecalc.cli._common import make_calculator
-from asecalc.fileio import write_text_atomic
+from asecalc.fileio import write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         progress["steps"] += n
         progress["wall_time_s"] += time.perf_counter() - t0
-        write_text_atomic(progress_file, json.dumps(progress, indent=2) + "\n")
+        write_json_atomic(progress_file, progress)
         print(
             f"{progress['steps']}/{n_total} steps, "
             f"{progress['wall_time_s']:.0f} s",
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     progress["hours_per_ns_at_0.5fs"] = ms * 2e6 / 1000 / 3600
     hours_per_ns = ms * 1e6 / args.timestep / 1000 / 3600
     progress[f"hours_per_ns_at_{args.timestep:g}fs"] = hours_per_ns
-    write_text_atomic(progress_file, json.dumps(progress, indent=2) + "\n")
+    write_json_atomic(progress_file, progress)
     print(json.dumps(progress, indent=2))
     return 0
 
