@@ -27,7 +27,7 @@ import torch
 
 from asecalc.config import TrainConfig
 from asecalc.training.data import GraphDataset
-from asecalc.training.loss import weighted_loss
+from asecalc.training.loss import training_loss
 
 logger = logging.getLogger(__name__)
 
@@ -57,23 +57,9 @@ def count_step_flops(
     saved_grads = [p.grad for p in params]
     for p in params:
         p.grad = None
-    want_stress = config.stress_weight > 0 and bool(batch["has_stress"].any())
     try:
         with FlopCounterMode(display=False) as counter:
-            pred = model(
-                batch,
-                compute_forces=config.forces_weight > 0,
-                compute_stress=want_stress,
-                create_graph=True,
-            )
-            loss, _ = weighted_loss(
-                pred,
-                batch,
-                config.energy_weight,
-                config.forces_weight,
-                config.stress_weight,
-                config.loss,
-            )
+            loss, _ = training_loss(model, batch, config)
             loss.backward()
     finally:
         for p, grad in zip(params, saved_grads, strict=True):

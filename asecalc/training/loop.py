@@ -28,7 +28,7 @@ from asecalc.config import TrainConfig
 from asecalc.fileio import write_text_atomic
 from asecalc.nn import EformerModel
 from asecalc.training.data import GraphDataset
-from asecalc.training.loss import ErrorAccumulator, weighted_loss
+from asecalc.training.loss import ErrorAccumulator, training_loss, weighted_loss
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "eformer-train-checkpoint"
@@ -172,22 +172,8 @@ class Trainer:
     def _train_step(self) -> dict[str, float]:
         cfg = self.config
         batch = self.train_set.batch(self._batch_positions(self.step))
-        want_stress = cfg.stress_weight > 0 and bool(batch["has_stress"].any())
         self.model.train()
-        pred = self.model(
-            batch,
-            compute_forces=cfg.forces_weight > 0,
-            compute_stress=want_stress,
-            create_graph=True,
-        )
-        loss, parts = weighted_loss(
-            pred,
-            batch,
-            cfg.energy_weight,
-            cfg.forces_weight,
-            cfg.stress_weight,
-            cfg.loss,
-        )
+        loss, parts = training_loss(self.model, batch, cfg)
         lr = cfg.lr * self.plateau_scale * lr_factor(cfg, self.step, self.elapsed)
         for group in self.optimizer.param_groups:
             group["lr"] = lr

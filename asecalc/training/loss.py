@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from asecalc.config import TrainConfig
 
 
 def _penalty(diff: torch.Tensor, kind: str, delta: float = 0.01) -> torch.Tensor:
@@ -47,6 +50,34 @@ def weighted_loss(
             parts["loss_stress"] = float(s.detach())
     parts["loss"] = float(total.detach())
     return total, parts
+
+
+def training_loss(
+    model: torch.nn.Module, batch: dict[str, Any], config: TrainConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training objective of ``model`` on ``batch`` (one optimisation step).
+
+    Energies, forces (when weighted) with ``create_graph=True`` so the loss can
+    be differentiated through them, stress when weighted and labelled in the
+    batch, then :func:`weighted_loss` with ``config``'s weights. The trainer
+    and the FLOP counter (:mod:`asecalc.training.flops`) both call this, so the
+    counted step is the trained one.
+    """
+    want_stress = config.stress_weight > 0 and bool(batch["has_stress"].any())
+    pred = model(
+        batch,
+        compute_forces=config.forces_weight > 0,
+        compute_stress=want_stress,
+        create_graph=True,
+    )
+    return weighted_loss(
+        pred,
+        batch,
+        config.energy_weight,
+        config.forces_weight,
+        config.stress_weight,
+        config.loss,
+    )
 
 
 class ErrorAccumulator:
