@@ -16,14 +16,6 @@ from asecalc.nn import EformerModel
 from asecalc.nn._attention import BilinearInvariants
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def test_bilinear_invariants_are_invariant_under_o3():
     torch.manual_seed(0)
     irreps = o3.Irreps("8x0e + 4x1o + 2x2e")

@@ -17,14 +17,6 @@ from asecalc.nn import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def test_layer_norm_equivariant():
     irreps = o3.Irreps("8x0e + 4x1o + 2x2e")
     norm = EquivariantLayerNorm(irreps)
