@@ -47,6 +47,11 @@ class ModelConfig:
         (angles between its neighbour directions: three-body terms) into the
         feed-forward block's scalars. On in the presets; ``False`` is the
         architecture of model files written before it existed.
+    correlation : int
+        Highest order ν of the channel-wise products of each atom's neighbour
+        density added to every layer's messages (body order ν + 1, as in
+        MACE; :class:`~asecalc.nn._density.DensityProduct`). ``0`` (no
+        products) is the architecture of model files written before it existed.
     zbl : bool
         Add a Ziegler–Biersack–Littmark screened-nuclear repulsion pair term
         (smoothly switched off between ``zbl_inner`` and ``zbl_outer`` × the
@@ -69,6 +74,7 @@ class ModelConfig:
     readout_hidden: int = 16
     dropout: float = 0.0
     bilinear: bool = False
+    correlation: int = 0
     zbl: bool = True
     zbl_inner: float = 0.5
     zbl_outer: float = 0.8
@@ -90,6 +96,8 @@ class ModelConfig:
                     f"{name}={getattr(self, name)} is not divisible by "
                     f"n_heads={self.n_heads}"
                 )
+        if self.correlation < 0:
+            raise ValueError(f"correlation must be >= 0, got {self.correlation}")
         if self.cutoff <= 0:
             raise ValueError(f"cutoff must be positive (Å), got {self.cutoff}")
 
@@ -130,6 +138,7 @@ class ModelConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "S": {
         "bilinear": True,
+        "correlation": 3,
         "n_scalars": 32,
         "n_vectors": 8,
         "n_tensors": 0,
@@ -141,6 +150,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "M": {
         "bilinear": True,
+        "correlation": 3,
         "n_scalars": 64,
         "n_vectors": 16,
         "n_tensors": 8,
@@ -152,6 +162,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "L": {
         "bilinear": True,
+        "correlation": 3,
         "n_scalars": 128,
         "n_vectors": 32,
         "n_tensors": 16,

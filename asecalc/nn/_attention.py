@@ -24,6 +24,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from ._density import DensityProduct
 from ._gate import Gate
 from ._message import convolve_and_mix
 from ._norm import EquivariantLayerNorm
@@ -71,6 +72,12 @@ class EquivariantAttention(nn.Module):
         Radial basis size and radial MLP width.
     n_heads : int
         Attention heads.
+    bilinear : bool
+        Add :class:`BilinearInvariants` of the atom's own features to the
+        feed-forward scalars.
+    correlation : int
+        If > 0, add :class:`~._density.DensityProduct` updates (many-body
+        products of the neighbour density up to this order) to the messages.
     """
 
     def __init__(
@@ -81,6 +88,7 @@ class EquivariantAttention(nn.Module):
         radial_hidden: int,
         n_heads: int,
         bilinear: bool = False,
+        correlation: int = 0,
     ) -> None:
         super().__init__()
         self.irreps_hidden = o3.Irreps(irreps_hidden)
@@ -123,6 +131,18 @@ class EquivariantAttention(nn.Module):
                 self.register_buffer(f"w3j_{index}", w3j, persistent=False)
                 self.w3j_paths.append(index)
         self.gate_attn, self.lin_attn = self._gated_linear(irreps_msg)
+        self.density = (
+            DensityProduct(
+                self.n_scalars,
+                o3.Irreps(irreps_sh).lmax,
+                self.gate_attn.irreps_in,
+                n_basis,
+                radial_hidden,
+                correlation,
+            )
+            if correlation
+            else None
+        )
 
         self.norm_ff = EquivariantLayerNorm(self.irreps_hidden)
         self.gate_ff, self.lin_ff_in = self._gated_linear(self.irreps_hidden)
@@ -212,6 +232,10 @@ class EquivariantAttention(nn.Module):
             head_scale,
             w3j,
         )  # (n_atoms, gate_attn.irreps_in.dim)
+        if self.density is not None:
+            mixed = mixed + self.density(
+                x, edge_src, edge_dst, edge_sh, basis, envelope
+            )
         h = h + self.gate_attn(mixed)
         x = self.norm_ff(h)
         pre = self.lin_ff_in(x)

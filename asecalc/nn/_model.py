@@ -71,6 +71,7 @@ class EformerModel(nn.Module):
                 config.radial_hidden,
                 config.n_heads,
                 getattr(config, "bilinear", False),
+                getattr(config, "correlation", 0),
             )
             for _ in range(config.n_layers)
         )
