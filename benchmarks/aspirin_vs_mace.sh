@@ -7,10 +7,12 @@
 # 2-core machine), on the same 950/50 train/validation protocol (random 5 %), then
 # both models are evaluated on the 1000 frames of test split 01.
 # Needs ../shared/data/rmd17 (or RMD17_DIR) and a mace-torch venv (benchmarks/anchors.sh).
+# RUN_MACE=0 trains and evaluates eformer only (to compare with an earlier MACE run).
 set -euo pipefail
 OUT=${1:?usage: aspirin_vs_mace.sh OUT_DIR [MINUTES] [MACE_VENV]}
 MINUTES=${2:-60}
 MACE_VENV=${3:-/work/venvs/mace}
+RUN_MACE=${RUN_MACE:-1}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 RMD17=${RMD17_DIR:-$HERE/../shared/data/rmd17}
 PY=${PYTHON:-python}
@@ -55,6 +57,8 @@ MACE_ARGS=(--name=mace --seed=1 --train_file=aspirin_train01.xyz --valid_fractio
   --model=MACE --num_channels=32 --max_L=1 --correlation=3 --r_max=5.0
   --batch_size=5 --lr=0.01 --energy_weight=1 --forces_weight=1000 --ema --ema_decay=0.99
   --amsgrad --error_table=TotalMAE --default_dtype=float32 --device=cpu --eval_interval=1)
+MACE_PID=
+if [ "$RUN_MACE" = 1 ]; then
 (
   cd "$OUT"
   timeout --signal=INT "$SECONDS_BUDGET" "$MACE_VENV/bin/mace_run_train" "${MACE_ARGS[@]}" \
@@ -65,10 +69,13 @@ MACE_ARGS=(--name=mace --seed=1 --train_file=aspirin_train01.xyz --valid_fractio
       --max_num_epochs="$last" > mace_final.log 2>&1
 ) &
 MACE_PID=$!
-wait $EF_PID $MACE_PID
+fi
+wait $EF_PID
+if [ -n "$MACE_PID" ]; then wait "$MACE_PID"; fi
 
 cd "$OUT"
 eformer eval eformer/model.pt "$RMD17/rmd17_aspirin_test01.db" --json \
     --output-dir eformer-eval > eformer_test.json
 echo "eformer test:"; cat eformer_test.json
+if [ "$RUN_MACE" != 1 ]; then exit 0; fi
 echo "MACE test table:"; grep -A8 "test_Default\|Error-table on TEST" mace_final.log | head -20 || true
