@@ -22,7 +22,7 @@ import torch
 from asecalc._version import __version__
 from asecalc.config import ModelConfig
 from asecalc.fileio import atomic_write
-from asecalc.nn import EformerModel
+from asecalc.nn import EformerModel, build_model
 
 FORMAT = "eformer-model"
 FORMAT_VERSION = 1
@@ -133,7 +133,7 @@ def load_model(
     torch_dtype = resolve_dtype(dtype or config.dtype)
     members = []
     for state in data["members"]:
-        member = EformerModel(config)
+        member = build_model(config, torch_dtype)
         try:
             member.load_state_dict(state)
         except RuntimeError as err:
@@ -169,7 +169,7 @@ def export_model(
     config = bundle.config.replace(dtype=dtype)
     members = []
     for member in bundle.members:
-        copy = EformerModel(config).to(resolve_dtype(dtype))
+        copy = build_model(config, resolve_dtype(dtype))
         copy.load_state_dict(member.state_dict())
         members.append(copy)
     save_model(destination, members, metadata={**bundle.metadata, **(metadata or {})})

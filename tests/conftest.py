@@ -18,7 +18,7 @@ def make_tiny_model(seed: int = 0, **overrides):
     import torch
 
     from asecalc.config import ModelConfig
-    from asecalc.nn import EformerModel
+    from asecalc.nn import build_model
 
     kwargs = {
         "elements": ("H", "C", "N", "O", "Cu", "Si"),
@@ -31,11 +31,13 @@ def make_tiny_model(seed: int = 0, **overrides):
         "n_heads": 4,
         "radial_hidden": 16,
         "readout_hidden": 16,
+        "bilinear": True,  # the presets' architecture, so every calculator
+        "correlation": 3,  # test covers the many-body layer too
     }
     kwargs.update(overrides)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    model = EformerModel(ModelConfig(**kwargs)).double()
+    model = build_model(ModelConfig(**kwargs), torch.float64)
     with torch.no_grad():
         model.readout.scale.fill_(0.5)
         model.readout.reference_energies.copy_(

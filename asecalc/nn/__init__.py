@@ -2,7 +2,7 @@
 
 from ._attention import EquivariantAttention
 from ._autograd import compute_forces_and_virial
-from ._model import EformerModel, hidden_irreps
+from ._model import EformerModel, build_model, hidden_irreps
 from ._norm import EquivariantLayerNorm
 from ._radial import BesselBasis, PolynomialEnvelope, RadialMLP
 from ._readout import AtomicEnergyReadout, SpeciesEmbedding
@@ -18,6 +18,7 @@ __all__ = [
     "RadialMLP",
     "SpeciesEmbedding",
     "ZBLRepulsion",
+    "build_model",
     "compute_forces_and_virial",
     "hidden_irreps",
 ]

@@ -79,7 +79,7 @@ class DensityProduct(nn.Module):
     """
 
     degree_of: torch.Tensor  # buffer, ((lmax+1)²,) degree l of every component
-    coupling: torch.Tensor  # buffer, ((lmax+1)⁴, Σ_paths (2L+1))
+    coupling: torch.Tensor  # float64 buffer, ((lmax+1)⁴, Σ_paths (2L+1))
     path_of: torch.Tensor  # buffer, (Σ_paths (2L+1),) path of every column
     column_to_lm: torch.Tensor  # buffer, (Σ_paths (2L+1), (lmax+1)²) 0/1
 
@@ -107,7 +107,9 @@ class DensityProduct(nn.Module):
 
         coupling, degrees = _coupling(lmax)
         dtype = torch.get_default_dtype()
-        self.register_buffer("coupling", coupling.to(dtype), persistent=False)
+        # kept in float64 (exact to rounding whatever the default dtype at build;
+        # a float32 copy cast up later would break equivariance at 1e-8)
+        self.register_buffer("coupling", coupling, persistent=False)
         path_of = [p for p, big_l in enumerate(degrees) for _ in range(2 * big_l + 1)]
         self.register_buffer("path_of", torch.tensor(path_of), persistent=False)
         to_lm = torch.zeros(len(path_of), self.n_lm, dtype=dtype)
@@ -161,7 +163,8 @@ class DensityProduct(nn.Module):
         mixer = self.mixers[order][self.degree_of]  # (n_lm, k, k)
         b = torch.einsum("nkm,mkj->njm", b, mixer) / math.sqrt(k)
         outer = (b[:, :, :, None] * a[:, :, None, :]).reshape(n * k, -1)
-        paths = (outer @ self.coupling).view(n, k, -1)  # (n, k, Σ(2L+1))
+        coupling = self.coupling.to(outer.dtype)
+        paths = (outer @ coupling).view(n, k, -1)  # (n, k, Σ(2L+1))
         weights = self.path_weights[order] + self.path_gates[order](s).view(
             n, k, self.n_paths
         )

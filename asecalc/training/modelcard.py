@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         f"- Elements: {', '.join(cfg.elements)}; cutoff {cfg.cutoff} Å; "
         f"{cfg.n_layers} layers; irreps {cfg.n_scalars}x0e + {cfg.n_vectors}x1o"
         + (f" + {cfg.n_tensors}x2e" if cfg.n_tensors else "")
-        + f"; ZBL {cfg.zbl}.",
+        + f"; bilinear invariants {cfg.bilinear}; many-body correlation "
+        f"{cfg.correlation}; ZBL {cfg.zbl}.",
         f"- Training provenance: `{json.dumps(meta)}`",
         "",
     ]
