@@ -51,9 +51,11 @@ def _grown(model: EformerModel, config: Any, seed: int) -> EformerModel:
 def grow_depth(model: EformerModel, seed: int = 0) -> EformerModel:
     """Append an attention block that is exactly the identity at initialisation.
 
-    The new block's residual branches end in ``lin_attn`` (feeding a gate with
-    gate(0) = 0) and ``lin_ff_out``; both are zeroed, so ``h -> h`` and the
-    energies and forces are unchanged while every weight still gets gradients.
+    The new block's residual branches end in ``lin_attn`` and, with many-body
+    products, ``density.linear_out`` (both feeding a gate with gate(0) = 0) and
+    ``lin_ff_out``; all are zeroed, so ``h -> h`` and the energies and forces
+    are unchanged while the zeroed weights get gradients at once (the weights
+    behind them as soon as those move).
     """
     grown = _grown(
         model, model.config.replace(n_layers=model.config.n_layers + 1), seed
@@ -61,6 +63,8 @@ def grow_depth(model: EformerModel, seed: int = 0) -> EformerModel:
     with torch.no_grad():
         grown.layers[-1].lin_attn.weight.zero_()
         grown.layers[-1].lin_ff_out.weight.zero_()
+        if grown.layers[-1].density is not None:
+            grown.layers[-1].density.linear_out.weight.zero_()
     return grown
 
 
