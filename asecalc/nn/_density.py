@@ -81,6 +81,8 @@ class DensityProduct(nn.Module):
     degree_of: torch.Tensor  # buffer, ((lmax+1)²,) degree l of every component
     coupling: torch.Tensor  # float64 buffer, ((lmax+1)⁴, Σ_paths (2L+1))
     path_of: torch.Tensor  # buffer, (Σ_paths (2L+1),) path of every column
+    degree_spread: torch.Tensor  # buffer, (lmax+1, (lmax+1)²) 0/1
+    path_spread: torch.Tensor  # buffer, (n_paths, Σ_paths (2L+1)) 0/1
     column_to_lm: torch.Tensor  # buffer, (Σ_paths (2L+1), (lmax+1)²) 0/1
 
     def __init__(
@@ -100,18 +102,26 @@ class DensityProduct(nn.Module):
         self.lmax = lmax
         self.n_lm = (lmax + 1) ** 2
         self.scale = 1.0 / float(avg_neighbours)
+        dtype = torch.get_default_dtype()
         degree_of = [deg for deg in range(lmax + 1) for _ in range(2 * deg + 1)]
         self.register_buffer("degree_of", torch.tensor(degree_of), persistent=False)
+        # 0/1 matrices that copy a per-degree (per-path) number to every component:
+        # a matrix product is cheaper than a gather, above all in the backward pass
+        spread = torch.zeros(lmax + 1, self.n_lm, dtype=dtype)
+        spread[degree_of, torch.arange(self.n_lm)] = 1.0
+        self.register_buffer("degree_spread", spread, persistent=False)
         self.channel_in = nn.Linear(n_scalars, k, bias=False)
         self.radial = RadialMLP(n_basis, radial_hidden, k * (lmax + 1))
 
         coupling, degrees = _coupling(lmax)
-        dtype = torch.get_default_dtype()
         # kept in float64 (exact to rounding whatever the default dtype at build;
         # a float32 copy cast up later would break equivariance at 1e-8)
         self.register_buffer("coupling", coupling, persistent=False)
         path_of = [p for p, big_l in enumerate(degrees) for _ in range(2 * big_l + 1)]
         self.register_buffer("path_of", torch.tensor(path_of), persistent=False)
+        path_spread = torch.zeros(len(degrees), len(path_of), dtype=dtype)
+        path_spread[path_of, torch.arange(len(path_of))] = 1.0
+        self.register_buffer("path_spread", path_spread, persistent=False)
         to_lm = torch.zeros(len(path_of), self.n_lm, dtype=dtype)
         column = 0
         for big_l in degrees:
@@ -151,7 +161,7 @@ class DensityProduct(nn.Module):
         k = self.n_scalars
         radial = self.radial(basis, envelope).view(n_edges, k, self.lmax + 1)
         radial = radial * self.channel_in(x[:, :k])[edge_src, :, None]
-        per_edge = radial[:, :, self.degree_of] * edge_sh[:, None, : self.n_lm]
+        per_edge = (radial @ self.degree_spread) * edge_sh[:, None, : self.n_lm]
         a = per_edge.new_zeros(n_atoms, k, self.n_lm).index_add(0, edge_dst, per_edge)
         return a * self.scale
 
@@ -168,7 +178,7 @@ class DensityProduct(nn.Module):
         weights = self.path_weights[order] + self.path_gates[order](s).view(
             n, k, self.n_paths
         )
-        return (paths * weights[:, :, self.path_of]) @ self.column_to_lm
+        return (paths * (weights @ self.path_spread)) @ self.column_to_lm
 
     def forward(
         self,
