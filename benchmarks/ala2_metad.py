@@ -64,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         metad.parse_cv("psi=torsion:" + ",".join(map(str, atoms.info["psi_indices"]))),
     ]
     settings = metad.MetadynamicsSettings(
-        height_kJmol=args.height, sigma=(args.sigma,), biasfactor=args.biasfactor,
-        pace=args.pace, temperature_K=args.temperature, colvar_stride=50,
+        height_kJmol=args.height,
+        sigma=(args.sigma,),
+        biasfactor=args.biasfactor,
+        pace=args.pace,
+        temperature_K=args.temperature,
+        colvar_stride=50,
     )
     plumed_input = metad.build_plumed_input(cvs, settings)
     out = args.output_dir
@@ -88,17 +92,23 @@ def main(argv: list[str] | None = None) -> int:
         n = min(args.chunk, n_total - progress["steps"])
         t0 = time.perf_counter()
         metad.run_metadynamics(
-            atoms, calc, plumed_input, n, out, temperature_K=args.temperature,
-            timestep=args.timestep * units.fs, friction=0.01 / units.fs,
-            seed=args.seed + progress["steps"], restart=progress["steps"] > 0,
+            atoms,
+            calc,
+            plumed_input,
+            n,
+            out,
+            temperature_K=args.temperature,
+            timestep=args.timestep * units.fs,
+            friction=0.01 / units.fs,
+            seed=args.seed + progress["steps"],
+            restart=progress["steps"] > 0,
             trajectory_interval=500,
         )
         progress["steps"] += n
         progress["wall_time_s"] += time.perf_counter() - t0
         write_json_atomic(progress_file, progress)
         print(
-            f"{progress['steps']}/{n_total} steps, "
-            f"{progress['wall_time_s']:.0f} s",
+            f"{progress['steps']}/{n_total} steps, {progress['wall_time_s']:.0f} s",
             flush=True,
         )
     ms = 1000 * progress["wall_time_s"] / progress["steps"]
