@@ -11,8 +11,6 @@ from e3nn import o3
 from scipy.spatial.transform import Rotation
 
 from asecalc.config import ModelConfig, preset_config
-from asecalc.graph import atoms_to_graph
-from asecalc.nn import EformerModel
 from asecalc.nn._density import DensityProduct
 
 
@@ -61,28 +59,10 @@ def test_products_see_angles_at_fixed_distances():
     )
 
 
-def test_model_with_products_invariant_and_legacy_default():
-    atoms = molecule("CH3CH2OH")
-    config = preset_config("S", elements=("H", "C", "O"))
-    assert config.correlation == 3
+def test_products_on_in_presets_off_for_legacy_files():
+    """The preset model's rotation invariance (products included) is checked in
+    test_bilinear.py; here the switch itself."""
+    assert preset_config("S", elements=("H", "C", "O")).correlation == 3
     assert ModelConfig.from_dict({"elements": ["H", "C", "O"]}).correlation == 0
     with pytest.raises(ValueError, match="correlation"):
         ModelConfig(correlation=-1)
-    torch.manual_seed(2)
-    model = EformerModel(config)
-    with torch.no_grad():  # the readout starts at zero: make the energy non-trivial
-        for p in model.readout.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-
-    def evaluate(at):
-        out = model(atoms_to_graph(at, config.elements, config.cutoff))
-        return out["energy"].detach().item(), out["forces"].detach().numpy()
-
-    e0, f0 = evaluate(atoms)
-    rot = Rotation.random(random_state=3).as_matrix()
-    rotated = atoms.copy()
-    rotated.positions = atoms.positions @ rot.T + 1.7
-    e1, f1 = evaluate(rotated)
-    assert np.abs(f0).max() > 1e-3
-    assert e1 == pytest.approx(e0, abs=1e-10)
-    np.testing.assert_allclose(f1, f0 @ rot.T, atol=1e-10)
