@@ -37,8 +37,9 @@ from ._radial import RadialMLP
 def _coupling(lmax: int) -> tuple[torch.Tensor, list[int]]:
     """Parity-allowed Wigner 3j couplings of (l1, l2) -> L, all l ≤ lmax.
 
-    Returns C of shape ((lmax+1)², (lmax+1)², n_paths·?) flattened as
-    ((lmax+1)⁴, Σ_paths (2L+1)) and the output degree L of every column.
+    Returns C, shape ((lmax+1)⁴, Σ_paths (2L+1)) (the two input components
+    flattened into rows, each path's 2L+1 outputs as columns), in float64, and
+    the output degree L of every path.
     """
     n = (lmax + 1) ** 2
     columns, degrees = [], []
@@ -79,8 +80,7 @@ class DensityProduct(nn.Module):
     """
 
     degree_of: torch.Tensor  # buffer, ((lmax+1)²,) degree l of every component
-    coupling: torch.Tensor  # float64 buffer, ((lmax+1)⁴, Σ_paths (2L+1))
-    path_of: torch.Tensor  # buffer, (Σ_paths (2L+1),) path of every column
+    coupling: torch.Tensor  # buffer, ((lmax+1)⁴, Σ_paths (2L+1))
     degree_spread: torch.Tensor  # buffer, (lmax+1, (lmax+1)²) 0/1
     path_spread: torch.Tensor  # buffer, (n_paths, Σ_paths (2L+1)) 0/1
     column_to_lm: torch.Tensor  # buffer, (Σ_paths (2L+1), (lmax+1)²) 0/1
@@ -114,11 +114,10 @@ class DensityProduct(nn.Module):
         self.radial = RadialMLP(n_basis, radial_hidden, k * (lmax + 1))
 
         coupling, degrees = _coupling(lmax)
-        # kept in float64 (exact to rounding whatever the default dtype at build;
-        # a float32 copy cast up later would break equivariance at 1e-8)
-        self.register_buffer("coupling", coupling, persistent=False)
+        # in the default dtype, like every constant: build_model makes float64
+        # models with float64 defaults, so no float32 rounding is carried over
+        self.register_buffer("coupling", coupling.to(dtype), persistent=False)
         path_of = [p for p, big_l in enumerate(degrees) for _ in range(2 * big_l + 1)]
-        self.register_buffer("path_of", torch.tensor(path_of), persistent=False)
         path_spread = torch.zeros(len(degrees), len(path_of), dtype=dtype)
         path_spread[path_of, torch.arange(len(path_of))] = 1.0
         self.register_buffer("path_spread", path_spread, persistent=False)
@@ -173,8 +172,7 @@ class DensityProduct(nn.Module):
         mixer = self.mixers[order][self.degree_of]  # (n_lm, k, k)
         b = torch.einsum("nkm,mkj->njm", b, mixer) / math.sqrt(k)
         outer = (b[:, :, :, None] * a[:, :, None, :]).reshape(n * k, -1)
-        coupling = self.coupling.to(outer.dtype)
-        paths = (outer @ coupling).view(n, k, -1)  # (n, k, Σ(2L+1))
+        paths = (outer @ self.coupling).view(n, k, -1)  # (n, k, Σ(2L+1))
         weights = self.path_weights[order] + self.path_gates[order](s).view(
             n, k, self.n_paths
         )

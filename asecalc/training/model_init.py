@@ -12,7 +12,7 @@ from ase.data import atomic_numbers
 
 from asecalc.checkpoint import load_model
 from asecalc.config import ModelConfig
-from asecalc.nn import EformerModel
+from asecalc.nn import EformerModel, build_model
 
 logger = logging.getLogger(__name__)
 
@@ -22,10 +22,10 @@ def new_model(config: ModelConfig, seed: int) -> EformerModel:
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = EformerModel(config)
+        model = build_model(config, getattr(torch, config.dtype))
     finally:
         torch.random.set_rng_state(state)
-    return model.to(dtype=getattr(torch, config.dtype))
+    return model
 
 
 def set_normalisation(
