@@ -52,6 +52,13 @@ class ModelConfig:
         density added to every layer's messages (body order ν + 1, as in
         MACE; :class:`~asecalc.nn._density.DensityProduct`). ``0`` (no
         products) is the architecture of model files written before it existed.
+    layer_norm : str
+        ``"joint"`` (the presets): the equivariant layer norms divide every
+        irrep block by one RMS of the whole feature vector, which is smooth.
+        ``"per-irrep"`` (model files written before it existed) rescales each
+        block by its own RMS, which is not smooth where a block vanishes by
+        symmetry (atoms of cubic crystals): forces jump there and phonons are
+        wrong. See :class:`~asecalc.nn.EquivariantLayerNorm`.
     zbl : bool
         Add a Ziegler–Biersack–Littmark screened-nuclear repulsion pair term
         (smoothly switched off between ``zbl_inner`` and ``zbl_outer`` × the
@@ -75,6 +82,7 @@ class ModelConfig:
     dropout: float = 0.0
     bilinear: bool = False
     correlation: int = 0
+    layer_norm: str = "per-irrep"
     zbl: bool = True
     zbl_inner: float = 0.5
     zbl_outer: float = 0.8
@@ -98,6 +106,10 @@ class ModelConfig:
                 )
         if self.correlation < 0:
             raise ValueError(f"correlation must be >= 0, got {self.correlation}")
+        if self.layer_norm not in ("per-irrep", "joint"):
+            raise ValueError(
+                f"layer_norm must be 'per-irrep' or 'joint', got {self.layer_norm!r}"
+            )
         if self.cutoff <= 0:
             raise ValueError(f"cutoff must be positive (Å), got {self.cutoff}")
 
@@ -139,6 +151,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "S": {
         "bilinear": True,
         "correlation": 3,
+        "layer_norm": "joint",
         "n_scalars": 32,
         "n_vectors": 8,
         "n_tensors": 0,
@@ -151,6 +164,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "M": {
         "bilinear": True,
         "correlation": 3,
+        "layer_norm": "joint",
         "n_scalars": 64,
         "n_vectors": 16,
         "n_tensors": 8,
@@ -163,6 +177,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "L": {
         "bilinear": True,
         "correlation": 3,
+        "layer_norm": "joint",
         "n_scalars": 128,
         "n_vectors": 32,
         "n_tensors": 16,

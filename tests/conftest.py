@@ -33,6 +33,7 @@ def make_tiny_model(seed: int = 0, **overrides):
         "readout_hidden": 16,
         "bilinear": True,  # the presets' architecture, so every calculator
         "correlation": 3,  # test covers the many-body layer too
+        "layer_norm": "joint",
     }
     kwargs.update(overrides)
     generator_state = torch.random.get_rng_state()

@@ -89,6 +89,7 @@ class EquivariantAttention(nn.Module):
         n_heads: int,
         bilinear: bool = False,
         correlation: int = 0,
+        layer_norm: str = "per-irrep",
     ) -> None:
         super().__init__()
         self.irreps_hidden = o3.Irreps(irreps_hidden)
@@ -98,7 +99,7 @@ class EquivariantAttention(nn.Module):
         self.n_vectors = vec[0] if vec else 0
         self.d_head = max(self.n_scalars // n_heads, 1)
 
-        self.norm_attn = EquivariantLayerNorm(self.irreps_hidden)
+        self.norm_attn = EquivariantLayerNorm(self.irreps_hidden, mode=layer_norm)
         self.query = nn.Linear(self.n_scalars, n_heads * self.d_head, bias=False)
         self.key = nn.Linear(self.n_scalars, n_heads * self.d_head, bias=False)
         self.radial_bias = nn.Linear(n_basis, n_heads)
@@ -144,7 +145,7 @@ class EquivariantAttention(nn.Module):
             else None
         )
 
-        self.norm_ff = EquivariantLayerNorm(self.irreps_hidden)
+        self.norm_ff = EquivariantLayerNorm(self.irreps_hidden, mode=layer_norm)
         self.gate_ff, self.lin_ff_in = self._gated_linear(self.irreps_hidden)
         self.lin_ff_out = o3.Linear(self.irreps_hidden, self.irreps_hidden)
         n_gate_scalars = self.gate_ff.n_scalars + self.gate_ff.n_gates

@@ -72,6 +72,7 @@ class EformerModel(nn.Module):
                 config.n_heads,
                 getattr(config, "bilinear", False),
                 getattr(config, "correlation", 0),
+                getattr(config, "layer_norm", "per-irrep"),
             )
             for _ in range(config.n_layers)
         )

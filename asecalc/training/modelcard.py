@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{cfg.n_layers} layers; irreps {cfg.n_scalars}x0e + {cfg.n_vectors}x1o"
         + (f" + {cfg.n_tensors}x2e" if cfg.n_tensors else "")
         + f"; bilinear invariants {cfg.bilinear}; many-body correlation "
-        f"{cfg.correlation}; ZBL {cfg.zbl}.",
+        f"{cfg.correlation}; layer norm {cfg.layer_norm}; ZBL {cfg.zbl}.",
         f"- Training provenance: `{json.dumps(meta)}`",
         "",
     ]
