@@ -43,7 +43,9 @@ class EquivariantLayerNorm(nn.Module):
     ) -> None:
         super().__init__()
         if mode not in NORM_MODES:
-            raise ValueError(f"layer norm mode must be one of {NORM_MODES}, got {mode!r}")
+            raise ValueError(
+                f"layer norm mode must be one of {NORM_MODES}, got {mode!r}"
+            )
         self.irreps = o3.Irreps(irreps)
         self.eps = eps
         self.mode = mode
