@@ -229,7 +229,9 @@ class TrainConfig:
     batch_size : int
         Structures per optimisation step.
     max_steps : int
-        Stop after this many optimisation steps.
+        Stop after this many optimisation steps. ``eformer train`` given only a
+        wall-time budget (``--time-budget`` or ``--train.max-time-s``) lifts it,
+        so the budget decides.
     max_time_s : float
         Stop after this wall time (seconds); 0 disables.
     warmup_steps : int

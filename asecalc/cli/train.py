@@ -96,6 +96,10 @@ class CLICommand:
         print_summary(_summary(train_model(request_from_args(args))))
 
 
+#: ``max_steps`` when only a wall-time budget is given.
+UNLIMITED_STEPS = 10**12
+
+
 def request_from_args(args):
     """Build a TrainRequest from parsed ``eformer train`` arguments."""
     import torch.distributed as dist
@@ -113,6 +117,9 @@ def request_from_args(args):
         train["max_steps"] = args.max_steps
     if args.time_budget is not None:
         train["max_time_s"] = 60.0 * args.time_budget
+    if train.get("max_time_s", 0) > 0 and "max_steps" not in train:
+        # a wall-time budget alone stops on time, not at the default step count
+        train["max_steps"] = UNLIMITED_STEPS
     return TrainRequest(
         data=args.data,
         output_dir=args.output_dir,

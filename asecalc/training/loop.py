@@ -237,7 +237,7 @@ class Trainer:
 
         cfg = self.config
         bar = tqdm(
-            total=cfg.max_steps,
+            total=cfg.max_steps if cfg.max_steps < 10**9 else None,  # else: time-bound
             initial=self.step,
             disable=not self.progress or self.rank,
             desc="train",

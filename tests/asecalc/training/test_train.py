@@ -252,3 +252,21 @@ def test_data_parallel_two_processes(emt_db, tmp_path):
     state = safe_torch_load(tmp_path / "checkpoint.pt")
     assert state["step"] == 6
     assert EformerCalculator(model=tmp_path / "model.pt").config.elements[-1] == "Cu"
+
+
+@pytest.mark.parametrize(
+    "flags, max_steps, max_time_s",
+    [
+        ([], TrainConfig().max_steps, 0.0),
+        (["--time-budget", "2"], 10**12, 120.0),  # the budget alone decides
+        (["--train.max-time-s", "60"], 10**12, 60.0),
+        (["--time-budget", "2", "--max-steps", "50"], 50, 120.0),  # first wins
+    ],
+)
+def test_cli_time_budget_lifts_the_default_step_limit(flags, max_steps, max_time_s):
+    from asecalc.cli.main import build_parser
+    from asecalc.cli.train import request_from_args
+
+    args = build_parser().parse_args(["train", "data.db", *flags])
+    train = request_from_args(args).train
+    assert (train.max_steps, train.max_time_s) == (max_steps, max_time_s)
