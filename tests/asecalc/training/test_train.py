@@ -255,7 +255,7 @@ def test_data_parallel_two_processes(emt_db, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "flags, max_steps, max_time_s",
+    ("flags", "max_steps", "max_time_s"),
     [
         ([], TrainConfig().max_steps, 0.0),
         (["--time-budget", "2"], 10**12, 120.0),  # the budget alone decides
