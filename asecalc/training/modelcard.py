@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics_table(rows),
         "",
         "Regenerate: `python -m asecalc.training.modelcard "
-        + " ".join(argv or __import__("sys").argv[1:])
+        + shlex.join(argv or sys.argv[1:])
         + "`",
         "",
     ]
