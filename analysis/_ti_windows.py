@@ -15,6 +15,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +187,16 @@ _INHERITED: list[WindowTask] = []
 
 def set_inherited_tasks(tasks: list[WindowTask]) -> None:
     """Process-pool initializer: with the fork start method the tasks (and their
-    calculators, which need not be picklable) are inherited, not pickled."""
+    calculators, which need not be picklable) are inherited, not pickled.
+
+    A forked child must not enter an OpenMP parallel region that its parent
+    started: libgomp's worker threads do not survive ``fork`` and the child
+    hangs in the first multi-threaded torch operation. Each worker therefore
+    runs torch on one thread (the pool already spreads windows over the cores).
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
     _INHERITED[:] = tasks
 
 

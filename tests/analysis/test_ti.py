@@ -403,3 +403,46 @@ def test_cli_ti_json_and_resume(tmp_path, capsys):
     again = json.loads(capsys.readouterr().out)
     assert {w["status"] for w in again["windows"]} == {"loaded"}
     assert again["delta_F_eV"] == pytest.approx(summary["delta_F_eV"], abs=1e-12)
+
+
+@pytest.mark.timeout(300)
+def test_forked_window_workers_with_a_torch_model_do_not_hang(tmp_path, calc):
+    """Forked λ workers after the parent ran torch on several threads: libgomp's
+    pool does not survive fork, and without one thread per worker the first
+    model call in a child hung (tutorial 05 on mlearn-pbe, CI without
+    OMP_NUM_THREADS)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(300, 300)
+        for _ in range(5):  # start the parent's OpenMP worker threads
+            x = torch.tanh(x @ x)
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+        serial = frenkel_ladd(
+            atoms,
+            calc,
+            300.0,
+            lambdas=gauss_legendre(2),
+            n_steps=40,
+            msd_steps=10,
+            n_workers=1,
+            output_dir=tmp_path / "serial",
+        )
+        forked = frenkel_ladd(
+            atoms,
+            calc,
+            300.0,
+            lambdas=gauss_legendre(2),
+            n_steps=40,
+            msd_steps=10,
+            n_workers=2,
+            output_dir=tmp_path / "forked",
+        )
+    finally:
+        torch.set_num_threads(previous)
+    assert np.isfinite(forked.free_energy_meV_per_atom)
+    assert forked.free_energy_meV_per_atom == pytest.approx(
+        serial.free_energy_meV_per_atom, abs=1e-6
+    )
