@@ -1,5 +1,8 @@
 """Reference systems with analytic free energies: Einstein crystal and harmonic.
 
+Also their spring constants (from a Hessian or an MD) and thermal start
+configurations for the λ windows.
+
 Private helpers of :mod:`analysis.frenkel_ladd` (re-exported there). Classical
 free energies count the 3N − 3 internal modes of a crystal whose centre of mass
 is fixed (see the :mod:`analysis.frenkel_ladd` docstring).
@@ -13,8 +16,12 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.harmonic import HarmonicCalculator, HarmonicForceField
+from ase.constraints import FixCom
+from ase.md.langevin import Langevin
 from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import null_space
+
+from analysis._ti_windows import draw_momenta
 
 #: ħ in eV × ASE time.
 HBAR = units._hbar * units.J * units.s
@@ -172,6 +179,146 @@ def harmonic_free_energy(
             "zero modes: the structure is not at a minimum; relax it first"
         )
     return static_energy + _classical_free_energy(w2, temperature_K)
+
+
+def spring_constants_from_hessian(
+    atoms: Atoms, hessian: ArrayLike, n_zero_modes: int = 3
+) -> NDArray[np.float64]:
+    """Einstein spring constants matching the harmonic crystal's fluctuations.
+
+    In the classical harmonic crystal with its COM fixed, the displacement
+    covariance is ``⟨u uᵀ⟩ = k_B T M^-1/2 D⁺ M^-1/2`` (``D`` the mass-weighted
+    Hessian, ``D⁺`` its pseudo-inverse without the ``n_zero_modes`` lowest
+    modes). The springs ``κ_s = 3 k_B T / ⟨|u|²⟩_s``, averaged over the atoms
+    of each symbol, are then what :func:`spring_constants_from_msd` measures
+    in the limit of a long MD of the harmonic crystal, but without its
+    sampling noise, and independent of the temperature.
+
+    Parameters
+    ----------
+    atoms : Atoms
+        Supplies the masses (amu) and the symbols.
+    hessian : array_like, shape (3 n_atoms, 3 n_atoms)
+        Cartesian Hessian in eV/Å² (:func:`finite_difference_hessian`).
+
+    Returns
+    -------
+    ndarray, shape (n_atoms,)
+        κ in eV/Å² for each atom.
+    """
+    m = np.repeat(atoms.get_masses(), 3)
+    dyn = np.asarray(hessian, float) / np.sqrt(np.outer(m, m))
+    w2, modes = np.linalg.eigh(0.5 * (dyn + dyn.T))
+    w2, modes = w2[n_zero_modes:], modes[:, n_zero_modes:]
+    if np.any(w2 <= 0):
+        raise ValueError(
+            f"{np.sum(w2 <= 0)} non-positive harmonic modes beyond the {n_zero_modes} "
+            "zero modes: the structure is not at a minimum; relax it first"
+        )
+    # diagonal of M^-1/2 D+ M^-1/2: Å²/eV per Cartesian coordinate
+    variance = np.einsum("ik,k,ik->i", modes, 1.0 / w2, modes) / m
+    msd_over_kt = variance.reshape(-1, 3).sum(axis=1)
+    symbols = np.array(atoms.get_chemical_symbols())
+    kappa = np.empty(len(atoms))
+    for symbol in np.unique(symbols):
+        mask = symbols == symbol
+        kappa[mask] = 3.0 / msd_over_kt[mask].mean()
+    return kappa
+
+
+def einstein_displacements(
+    masses: ArrayLike,
+    spring_constants: ArrayLike,
+    temperature_K: float,
+    rng: np.random.Generator,
+) -> NDArray[np.float64]:
+    """Thermal displacements (Å, shape (n_atoms, 3)) of an Einstein crystal, COM fixed.
+
+    Each coordinate is drawn from ``N(0, k_B T / κ_i)``; the mass-weighted
+    mean is then removed. A λ window started from such a configuration needs
+    no time to heat its slow modes up from the lattice sites.
+    """
+    m = np.asarray(masses, dtype=float)
+    kappa = np.broadcast_to(np.asarray(spring_constants, float), m.shape)
+    u = (
+        rng.standard_normal((m.size, 3))
+        * np.sqrt(units.kB * temperature_K / kappa)[:, None]
+    )
+    shifted: NDArray[np.float64] = u - (m @ u) / m.sum()
+    return shifted
+
+
+def harmonic_displacements(
+    masses: ArrayLike,
+    hessian: ArrayLike,
+    temperature_K: float,
+    rng: np.random.Generator,
+    n_zero_modes: int = 3,
+) -> NDArray[np.float64]:
+    """Thermal displacements (Å, shape (n_atoms, 3)) of the harmonic crystal.
+
+    Normal-mode sampling of the classical Boltzmann distribution of
+    ``½ uᵀ H u`` without its ``n_zero_modes`` lowest (translation) modes.
+    """
+    m = np.repeat(np.asarray(masses, dtype=float), 3)
+    dyn = np.asarray(hessian, float) / np.sqrt(np.outer(m, m))
+    w2, modes = np.linalg.eigh(0.5 * (dyn + dyn.T))
+    w2, modes = w2[n_zero_modes:], modes[:, n_zero_modes:]
+    if np.any(w2 <= 0):
+        raise ValueError("non-positive harmonic modes: relax the structure first")
+    amplitudes = rng.standard_normal(w2.size) * np.sqrt(units.kB * temperature_K / w2)
+    u: NDArray[np.float64] = ((modes @ amplitudes) / np.sqrt(m)).reshape(-1, 3)
+    return u
+
+
+def spring_constants_from_msd(
+    atoms: Atoms,
+    calc: Any,
+    temperature_K: float,
+    n_steps: int = 500,
+    timestep: float = 2.0 * units.fs,
+    friction: float = 0.02 / units.fs,
+    seed: int = 0,
+) -> NDArray[np.float64]:
+    """Einstein spring constants ``κ_s = 3 k_B T / ⟨|u|²⟩_s`` from a short MD.
+
+    Langevin NVT with the COM fixed; mean-square displacements from the
+    starting sites are averaged over the second half of the run and over all
+    atoms of each chemical symbol.
+
+    Returns
+    -------
+    ndarray, shape (n_atoms,)
+        κ in eV/Å² for each atom.
+    """
+    work = atoms.copy()
+    work.set_constraint(FixCom())
+    work.calc = calc
+    rng = np.random.default_rng(seed)
+    draw_momenta(work, temperature_K, rng)
+    dyn = Langevin(
+        work,
+        timestep,
+        temperature_K=temperature_K,
+        friction=friction,
+        fixcm=False,
+        rng=rng,
+    )
+    sites = atoms.get_positions()
+    dyn.run(n_steps // 2)
+    msd = np.zeros(len(atoms))
+    n_frames = 0
+    for _ in range(max(1, n_steps // 20)):
+        dyn.run(10)
+        msd += np.sum((work.positions - sites) ** 2, axis=1)
+        n_frames += 1
+    msd /= n_frames
+    symbols = np.array(atoms.get_chemical_symbols())
+    kappa = np.empty(len(atoms))
+    for symbol in np.unique(symbols):
+        mask = symbols == symbol
+        kappa[mask] = 3.0 * units.kB * temperature_K / msd[mask].mean()
+    return kappa
 
 
 def _cartesian_q(atoms: Atoms) -> NDArray[np.float64]:

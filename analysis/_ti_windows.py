@@ -136,6 +136,7 @@ class WindowTask:
     fix_com: bool
     seed: int
     path: str | None
+    start_displacement: Any = None  # ndarray (n_atoms, 3) in Å, or None
 
 
 def draw_momenta(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -> None:
@@ -243,6 +244,8 @@ def run_window(task: WindowTask) -> dict[str, Any]:
     if stored is None:
         u_a: list[float] = []
         u_b: list[float] = []
+        if task.start_displacement is not None:
+            atoms.set_positions(atoms.positions + task.start_displacement)
         draw_momenta(atoms, task.temperature_K, rng)
         status = "computed"
     else:

@@ -29,24 +29,26 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms, units
-from ase.constraints import FixCom
-from ase.md.langevin import Langevin
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
 from analysis._ti_references import (
     HBAR,
     EinsteinCalculator,
+    einstein_displacements,
     einstein_free_energy,
     finite_difference_hessian,
     harmonic_calculator,
+    harmonic_displacements,
     harmonic_free_energy,
+    spring_constants_from_hessian,
+    spring_constants_from_msd,
 )
-from analysis._ti_windows import draw_momenta
 from analysis.ti import TIResult, integrate
 from asecalc.fileio import write_text_atomic
 
@@ -58,64 +60,17 @@ __all__ = [
     "EinsteinCalculator",
     "GibbsResult",
     "anharmonic_free_energy",
+    "einstein_displacements",
     "einstein_free_energy",
     "finite_difference_hessian",
     "frenkel_ladd",
     "gibbs_free_energy",
     "harmonic_calculator",
+    "harmonic_displacements",
     "harmonic_free_energy",
+    "spring_constants_from_hessian",
     "spring_constants_from_msd",
 ]
-
-
-def spring_constants_from_msd(
-    atoms: Atoms,
-    calc: Any,
-    temperature_K: float,
-    n_steps: int = 500,
-    timestep: float = 2.0 * units.fs,
-    friction: float = 0.02 / units.fs,
-    seed: int = 0,
-) -> NDArray[np.float64]:
-    """Einstein spring constants ``κ_s = 3 k_B T / ⟨|u|²⟩_s`` from a short MD.
-
-    Langevin NVT with the COM fixed; mean-square displacements from the
-    starting sites are averaged over the second half of the run and over all
-    atoms of each chemical symbol.
-
-    Returns
-    -------
-    ndarray, shape (n_atoms,)
-        κ in eV/Å² for each atom.
-    """
-    work = atoms.copy()
-    work.set_constraint(FixCom())
-    work.calc = calc
-    rng = np.random.default_rng(seed)
-    draw_momenta(work, temperature_K, rng)
-    dyn = Langevin(
-        work,
-        timestep,
-        temperature_K=temperature_K,
-        friction=friction,
-        fixcm=False,
-        rng=rng,
-    )
-    sites = atoms.get_positions()
-    dyn.run(n_steps // 2)
-    msd = np.zeros(len(atoms))
-    n_frames = 0
-    for _ in range(max(1, n_steps // 20)):
-        dyn.run(10)
-        msd += np.sum((work.positions - sites) ** 2, axis=1)
-        n_frames += 1
-    msd /= n_frames
-    symbols = np.array(atoms.get_chemical_symbols())
-    kappa = np.empty(len(atoms))
-    for symbol in np.unique(symbols):
-        mask = symbols == symbol
-        kappa[mask] = 3.0 * units.kB * temperature_K / msd[mask].mean()
-    return kappa
 
 
 @dataclass
@@ -186,10 +141,15 @@ def frenkel_ladd(
     temperature_K : float
     spring_constants : float or array_like, shape (n_atoms,), optional
         κ in eV/Å²; default from a ``msd_steps`` MD with ``calc``
-        (:func:`spring_constants_from_msd`).
+        (:func:`spring_constants_from_msd`). When a Hessian is at hand,
+        :func:`spring_constants_from_hessian` gives noise-free springs that
+        match the crystal's fluctuations.
     **ti_kwargs
         Passed to :func:`analysis.ti.integrate` (``lambdas``, ``n_steps``,
         ``timestep``, ``output_dir``, ``executor``...). The COM is always fixed.
+        Each window starts from a thermal configuration of the Einstein
+        crystal (:func:`einstein_displacements`) unless ``start_displacements``
+        says otherwise.
 
     Returns
     -------
@@ -217,6 +177,10 @@ def frenkel_ladd(
         _write_json(springs_file, {"spring_constants_eV_per_A2": kappa.tolist()})
     einstein = EinsteinCalculator(atoms.get_positions(), kappa)
     f_ref = einstein_free_energy(atoms.get_masses(), kappa, temperature_K, fix_com=True)
+    ti_kwargs.setdefault(
+        "start_displacements",
+        partial(einstein_displacements, atoms.get_masses(), kappa, temperature_K),
+    )
     ti = integrate(atoms, einstein, calc, temperature_K, fix_com=True, **ti_kwargs)
     symbols = atoms.get_chemical_symbols()
     per_symbol = {s: float(kappa[symbols.index(s)]) for s in sorted(set(symbols))}
@@ -260,7 +224,8 @@ def anharmonic_free_energy(
     built from the Hessian at ``atoms`` (finite differences with ``calc``
     unless ``hessian`` in eV/Å², shape (3 n_atoms, 3 n_atoms), is given, e.g.
     from phonopy force constants of the same cell). ``ti.delta_F_eV`` of the
-    result is the anharmonic free energy.
+    result is the anharmonic free energy. Windows start from thermal
+    configurations of the harmonic crystal (:func:`harmonic_displacements`).
     """
     if ti_kwargs.pop("fix_com", True) is not True:
         raise ValueError("anharmonic_free_energy always fixes the COM; drop fix_com")
@@ -273,6 +238,10 @@ def anharmonic_free_energy(
         else np.asarray(hessian)
     )
     f_harm = harmonic_free_energy(atoms, h, temperature_K, static)
+    ti_kwargs.setdefault(
+        "start_displacements",
+        partial(harmonic_displacements, atoms.get_masses(), h, temperature_K),
+    )
     ti = integrate(
         atoms,
         harmonic_calculator(atoms, h, static),

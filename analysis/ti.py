@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -179,8 +180,9 @@ def integrate(
     executor: Executor | None = None,
     n_workers: int | None = None,
     fix_com: bool = True,
-    detect_equilibration: bool = True,
+    detect_equilibration: bool = False,
     seed: int = 0,
+    start_displacements: Callable[[np.random.Generator], ArrayLike] | None = None,
 ) -> TIResult:
     """Free-energy difference ``F_B − F_A`` by thermodynamic integration.
 
@@ -223,9 +225,21 @@ def integrate(
         then the free-energy difference of the 3N − 3 internal degrees of freedom.
     detect_equilibration : bool
         Drop a further initial transient per window (Chodera 2016, see
-        :func:`analysis.statistics.detect_equilibration`).
+        :func:`analysis.statistics.detect_equilibration`). Off by default: on
+        short windows (tens of samples) the detector picks low-variance tails
+        and biases the mean. Measured on an 8-atom harmonic Si crystal at
+        300 K, Einstein → harmonic, 3 windows of 400 steps, seeds 0–2: with
+        detection +5.9, +7.9, +3.4 meV/atom off the exact answer (stated
+        error ~1.1); without it +2.6, +0.5, +0.7 (stated error 1.5–2.1).
     seed : int
         Seed of the window random streams (window ``k`` uses ``seed + k``).
+    start_displacements : callable, optional
+        ``f(rng) -> (n_atoms, 3)`` displacements in Å added to ``atoms`` at the
+        start of each new window (drawn in this process, stream ``[seed, k]``),
+        e.g. a thermal configuration of the reference state
+        (:func:`analysis.frenkel_ladd.einstein_displacements`). Without it
+        every window starts at ``atoms`` and its slow modes must heat up
+        during the equilibration; short windows are then biased.
 
     Returns
     -------
@@ -265,6 +279,11 @@ def integrate(
             fix_com=bool(fix_com),
             seed=int(seed) + k,
             path=None if out is None else str(out / f"window_{k:02d}.npz"),
+            start_displacement=None
+            if start_displacements is None
+            else np.asarray(
+                start_displacements(np.random.default_rng([int(seed), k])), float
+            ).reshape(len(atoms), 3),
         )
         for k, lam in enumerate(quad.nodes)
     ]
