@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import signal
@@ -80,6 +81,27 @@ def test_flops_counted_including_force_double_backward(tiny):
     assert measured.n_params == count_parameters(model) > 0
     assert min(measured.per_batch) > 0
     assert measured.per_step > 0
+    # the batch FLOPs per edge scaled to the mean structure of the WHOLE set:
+    # 24 molecules + 4 Cu cells; a small random probe would miss or over-count
+    # the cells, whose edge counts differ most
+    sizes = [
+        len(dataset.graph(i)["edge_src"]) + len(dataset.graph(i)["positions"])
+        for i in range(len(dataset))
+    ]
+    per_edge = sum(measured.per_batch) / sum(
+        sum(sizes[j] for j in batch_indices)
+        for batch_indices in _measured_batches(len(dataset), 4, 2, seed=0)
+    )
+    assert measured.per_step == pytest.approx(per_edge * np.mean(sizes) * 4, rel=1e-9)
+    # (28 structures fit any probe; the default must stay "all" for big sets)
+    default = inspect.signature(measure_step_flops).parameters["n_probe"].default
+    assert default is None
+
+
+def _measured_batches(n, batch_size, n_batches, seed):
+    """The batches measure_step_flops draws (same generator, same order)."""
+    rng = np.random.default_rng(seed)
+    return [rng.choice(n, size=batch_size, replace=False) for _ in range(n_batches)]
 
 
 @pytest.mark.parametrize("kind", ["depth", "width", "both"])
