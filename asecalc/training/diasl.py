@@ -17,9 +17,8 @@ The controller trains in segments of ``eval_every`` steps and counts FLOPs
   MLPs whose new units have zero outgoing weights
   (:func:`~asecalc.training.growth.grow_width`).
 
-Every decision is logged with its reason in ``adaptive.json``. The learning
-rate re-warms after each action and decays (cosine) over the last
-``anneal_fraction`` of the budget; training stops when the budget is spent.
+Every decision is logged with its reason in ``adaptive.json``. The learning rate
+re-warms after each action and decays (cosine) over the last ``anneal_fraction``.
 
 Resumable: the controller's state (FLOPs spent, decisions, curve, training
 positions, the hook's structures, the segment in progress) is saved in the
@@ -38,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from ase import Atoms
 
 from asecalc.checkpoint import atomic_torch_save
@@ -289,9 +289,12 @@ class DiaSLController:
         )
 
     def _train_loss(self) -> float:
+        indices = list(self.train_set.indices)  # spread over all of it: see train_probe
+        k = min(self.config.train_probe, len(indices))
+        picks = np.unique(np.linspace(0, len(indices) - 1, k).round().astype(int))
         probe = GraphDataset(
             self.pool,
-            self.train_set.indices[: self.config.train_probe],
+            [indices[i] for i in picks],
             self.train_set.elements,
             self.train_set.cutoff,
             self.train_set.dtype,
