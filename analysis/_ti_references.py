@@ -150,6 +150,39 @@ def finite_difference_hessian(
     return symmetric
 
 
+def _internal_modes(
+    masses: ArrayLike, hessian: ArrayLike, n_zero_modes: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Squared frequencies (1/ASE time²) and mass-weighted eigenvectors of the
+    Hessian without its ``n_zero_modes`` lowest modes, and the masses repeated
+    per Cartesian coordinate (amu, shape (3 n_atoms,)).
+
+    Raises ``ValueError`` if any remaining mode is not positive.
+    """
+    m = np.repeat(np.asarray(masses, dtype=float), 3)
+    dyn = np.asarray(hessian, float) / np.sqrt(np.outer(m, m))
+    w2, modes = np.linalg.eigh(0.5 * (dyn + dyn.T))
+    w2, modes = w2[n_zero_modes:], modes[:, n_zero_modes:]
+    if np.any(w2 <= 0):
+        raise ValueError(
+            f"{np.sum(w2 <= 0)} non-positive harmonic modes beyond the {n_zero_modes} "
+            "zero modes: the structure is not at a minimum; relax it first"
+        )
+    return w2, modes, m
+
+
+def _per_symbol_springs(
+    atoms: Atoms, msd: NDArray[np.float64], kt: float
+) -> NDArray[np.float64]:
+    """``κ = 3 k_B T / ⟨|u|²⟩`` in eV/Å² per atom, the MSD (Å²) averaged per symbol."""
+    symbols = np.array(atoms.get_chemical_symbols())
+    kappa = np.empty(len(atoms))
+    for symbol in np.unique(symbols):
+        mask = symbols == symbol
+        kappa[mask] = 3.0 * kt / msd[mask].mean()
+    return kappa
+
+
 def harmonic_free_energy(
     atoms: Atoms,
     hessian: ArrayLike,
@@ -170,14 +203,7 @@ def harmonic_free_energy(
     n_zero_modes : int
         Lowest modes excluded (3 translations of a crystal with fixed COM).
     """
-    m = np.repeat(atoms.get_masses(), 3)
-    dyn = np.asarray(hessian, float) / np.sqrt(np.outer(m, m))
-    w2 = np.sort(np.linalg.eigvalsh(0.5 * (dyn + dyn.T)))[n_zero_modes:]
-    if np.any(w2 <= 0):
-        raise ValueError(
-            f"{np.sum(w2 <= 0)} non-positive harmonic modes beyond the {n_zero_modes} "
-            "zero modes: the structure is not at a minimum; relax it first"
-        )
+    w2, _, _ = _internal_modes(atoms.get_masses(), hessian, n_zero_modes)
     return static_energy + _classical_free_energy(w2, temperature_K)
 
 
@@ -206,24 +232,10 @@ def spring_constants_from_hessian(
     ndarray, shape (n_atoms,)
         κ in eV/Å² for each atom.
     """
-    m = np.repeat(atoms.get_masses(), 3)
-    dyn = np.asarray(hessian, float) / np.sqrt(np.outer(m, m))
-    w2, modes = np.linalg.eigh(0.5 * (dyn + dyn.T))
-    w2, modes = w2[n_zero_modes:], modes[:, n_zero_modes:]
-    if np.any(w2 <= 0):
-        raise ValueError(
-            f"{np.sum(w2 <= 0)} non-positive harmonic modes beyond the {n_zero_modes} "
-            "zero modes: the structure is not at a minimum; relax it first"
-        )
+    w2, modes, m = _internal_modes(atoms.get_masses(), hessian, n_zero_modes)
     # diagonal of M^-1/2 D+ M^-1/2: Å²/eV per Cartesian coordinate
     variance = np.einsum("ik,k,ik->i", modes, 1.0 / w2, modes) / m
-    msd_over_kt = variance.reshape(-1, 3).sum(axis=1)
-    symbols = np.array(atoms.get_chemical_symbols())
-    kappa = np.empty(len(atoms))
-    for symbol in np.unique(symbols):
-        mask = symbols == symbol
-        kappa[mask] = 3.0 / msd_over_kt[mask].mean()
-    return kappa
+    return _per_symbol_springs(atoms, variance.reshape(-1, 3).sum(axis=1), 1.0)
 
 
 def einstein_displacements(
@@ -260,12 +272,7 @@ def harmonic_displacements(
     Normal-mode sampling of the classical Boltzmann distribution of
     ``½ uᵀ H u`` without its ``n_zero_modes`` lowest (translation) modes.
     """
-    m = np.repeat(np.asarray(masses, dtype=float), 3)
-    dyn = np.asarray(hessian, float) / np.sqrt(np.outer(m, m))
-    w2, modes = np.linalg.eigh(0.5 * (dyn + dyn.T))
-    w2, modes = w2[n_zero_modes:], modes[:, n_zero_modes:]
-    if np.any(w2 <= 0):
-        raise ValueError("non-positive harmonic modes: relax the structure first")
+    w2, modes, m = _internal_modes(masses, hessian, n_zero_modes)
     amplitudes = rng.standard_normal(w2.size) * np.sqrt(units.kB * temperature_K / w2)
     u: NDArray[np.float64] = ((modes @ amplitudes) / np.sqrt(m)).reshape(-1, 3)
     return u
@@ -312,13 +319,7 @@ def spring_constants_from_msd(
         dyn.run(10)
         msd += np.sum((work.positions - sites) ** 2, axis=1)
         n_frames += 1
-    msd /= n_frames
-    symbols = np.array(atoms.get_chemical_symbols())
-    kappa = np.empty(len(atoms))
-    for symbol in np.unique(symbols):
-        mask = symbols == symbol
-        kappa[mask] = 3.0 * units.kB * temperature_K / msd[mask].mean()
-    return kappa
+    return _per_symbol_springs(atoms, msd / n_frames, units.kB * temperature_K)
 
 
 def _cartesian_q(atoms: Atoms) -> NDArray[np.float64]:
