@@ -89,6 +89,13 @@ class CLICommand:
             help="steps per exploration trajectory",
         )
         add("--interval", type=int, default=20, help="steps between candidate frames")
+        add(
+            "--explore-driver",
+            choices=("first", "mean"),
+            default="first",
+            help="first: member 1 drives, σ every --interval steps (DP-GEN style, "
+            "cheap); mean: the ensemble mean drives, σ at every step (K× cost)",
+        )
         add("--timestep-fs", type=float, default=0.5, help="MD time step in fs")
         add(
             "--friction-per-fs",
@@ -218,6 +225,7 @@ def config_from_args(args: Any) -> Any:
         metad_sigma=args.metad_sigma,
         metad_biasfactor=args.metad_biasfactor,
         metad_pace=args.metad_pace,
+        driver=args.explore_driver,
     )
     return ALConfig(
         seed_data=args.seed,

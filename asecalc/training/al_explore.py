@@ -8,6 +8,13 @@ trajectory stops as soon as the largest per-atom σ exceeds ``sigma_stop``
 (eV/Å) and keeps only the frames before that step (beyond it the model is
 extrapolating and the dynamics is no longer trustworthy).
 
+Cost: by default (``driver="first"``) the first ensemble member alone drives the
+dynamics and the whole ensemble (or the MC-dropout passes) is evaluated only on
+the frames checked every ``interval`` steps, as DP-GEN does with its model
+deviation. A K-member exploration then costs about ``1 + K/interval`` single-model
+calls per step instead of ``K``. ``driver="mean"`` drives with the ensemble mean
+and checks σ at every step (K calls per step).
+
 Exploration specs (command line ``--explore``)::
 
     md:300,600,900                        Langevin MD at 300, 600 and 900 K
@@ -109,6 +116,10 @@ class ExploreSettings:
         Trajectories per (method, temperature), each from a different start.
     metad_height_kJmol, metad_sigma, metad_biasfactor, metad_pace
         Well-tempered metadynamics (PLUMED units: kJ/mol, CV units, steps).
+    driver : {"first", "mean"}
+        ``"first"``: the first member (dropout off) drives, σ is computed every
+        ``interval`` steps; ``"mean"``: the ensemble mean drives and σ is
+        checked at every step.
     """
 
     n_steps: int = 2000
@@ -121,6 +132,13 @@ class ExploreSettings:
     metad_sigma: float = 0.35
     metad_biasfactor: float = 10.0
     metad_pace: int = 50
+    driver: str = "first"
+
+    def __post_init__(self) -> None:
+        if self.driver not in ("first", "mean"):
+            raise ValueError(
+                f"exploration driver must be 'first' or 'mean', got {self.driver!r}"
+            )
 
 
 @dataclass
@@ -221,10 +239,12 @@ def run_trajectory(
     thermalize_momenta(
         atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed)
     )
-    driver = calc
+    every_step = settings.driver == "mean"
+    model = calc if every_step else first_member(calc)
+    driver = model
     if spec.kind == "metad":
         driver = _plumed_calculator(
-            atoms, calc, spec, temperature_K, settings, work_dir
+            atoms, model, spec, temperature_K, settings, work_dir
         )
     atoms.calc = driver
     dyn = Langevin(
@@ -239,18 +259,36 @@ def run_trajectory(
     try:
         for _ in dyn.irun(settings.n_steps):
             step = dyn.nsteps
-            sigma = np.asarray(calc.results["forces_std"], float)
-            traj.sigma_max = max(traj.sigma_max, float(sigma.max()))
             traj.n_steps = step
+            kept = step % settings.interval == 0 and step
+            if every_step:
+                sigma = np.asarray(calc.results["forces_std"], float)
+            elif kept:
+                sigma = np.asarray(calc.get_forces_std(atoms), float)
+            else:
+                continue
+            traj.sigma_max = max(traj.sigma_max, float(sigma.max()))
             if not np.isfinite(sigma).all() or sigma.max() > settings.sigma_stop:
                 traj.stopped = True
                 break
-            if step % settings.interval == 0 and step:
+            if kept:
                 traj.frames.append(_frame(atoms, sigma, name, step, temperature_K))
     finally:
-        if driver is not calc:
+        if spec.kind == "metad":
             driver.plumed.finalize()
     return traj
+
+
+def first_member(calc: Any) -> Any:
+    """A calculator of ``calc``'s first ensemble member, no uncertainty, no dropout.
+
+    Shares the torch module with ``calc`` (no copy); used to drive exploration.
+    """
+    from asecalc.calculator import EformerCalculator
+    from asecalc.checkpoint import ModelBundle
+
+    bundle = ModelBundle(calc.config, calc.models[:1], calc.bundle.metadata)
+    return EformerCalculator(bundle, device=str(calc.device), uncertainty=None)
 
 
 def _frame(

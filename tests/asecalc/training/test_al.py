@@ -156,6 +156,58 @@ def test_exploration_stops_when_sigma_exceeds_threshold(ensemble_path, tmp_path,
     assert all(f.info["step"] < short.n_steps for f in short.frames)
 
 
+def test_first_member_drives_and_the_ensemble_checks_every_interval(
+    ensemble_path, tmp_path
+):
+    """driver='first' is plain Langevin on member 1; σ comes from the full ensemble."""
+    from ase.md.langevin import Langevin
+
+    from asecalc.checkpoint import load_model, save_model
+
+    calc = EformerCalculator(model=ensemble_path)
+    settings = ExploreSettings(
+        n_steps=12, interval=4, timestep=1.0 * units.fs, sigma_stop=1e9
+    )
+    (traj,) = explore(
+        [molecule("CH4")], calc, [parse_explore("md:900")], settings, tmp_path
+    )
+    member = tmp_path / "member0.pt"
+    save_model(member, load_model(ensemble_path).members[:1])
+    atoms = molecule("CH4")
+    atoms.calc = EformerCalculator(model=member)
+    try:  # ase >= 3.29
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:
+        from ase.md.velocitydistribution import (
+            MaxwellBoltzmannDistribution as thermalize_momenta,
+        )
+    thermalize_momenta(atoms, temperature_K=900, rng=np.random.default_rng(0))
+    dyn = Langevin(
+        atoms,
+        settings.timestep,
+        temperature_K=900,
+        friction=settings.friction,
+        fixcm=False,
+        rng=np.random.default_rng(1),
+    )
+    for frame in traj.frames:
+        dyn.run(4)
+        np.testing.assert_allclose(frame.positions, atoms.positions, atol=1e-10)
+        np.testing.assert_allclose(
+            frame.arrays["forces_std"], calc.get_forces_std(atoms.copy()), atol=1e-12
+        )
+    assert len(traj.frames) == 3
+    mean = ExploreSettings(
+        n_steps=12, interval=4, timestep=1.0 * units.fs, sigma_stop=1e9, driver="mean"
+    )
+    (other,) = explore(
+        [molecule("CH4")], calc, [parse_explore("md:900")], mean, tmp_path
+    )
+    assert not np.allclose(other.frames[-1].positions, traj.frames[-1].positions)
+    with pytest.raises(ValueError, match="driver"):
+        ExploreSettings(driver="median")
+
+
 @pytest.mark.plumed
 def test_metadynamics_exploration(ensemble_path, tmp_path):
     pytest.importorskip("plumed")
