@@ -13,7 +13,10 @@
 #
 # Long run (hours on a CPU). Usage:
 #   bash benchmarks/al_vs_random.sh [OUTPUT_DIR]        (default: al-vs-random)
-# Environment: ROUNDS, PER_ROUND, ENSEMBLE, MAX_STEPS, MD_STEPS, WORKERS, THREADS override.
+# Environment: ROUNDS, PER_ROUND, ENSEMBLE, MAX_STEPS, MD_STEPS, WALKERS, WORKERS, THREADS
+# override; STRATEGIES="uncertainty" or "random" runs one loop (start the two in parallel
+# on two cores after a first call with STRATEGIES=none has made the seed and test sets);
+# AL_ARGS adds options to both `eformer al` calls (e.g. "--model.n-layers 1").
 set -euo pipefail
 
 OUT=${1:-al-vs-random}
@@ -22,7 +25,10 @@ PER_ROUND=${PER_ROUND:-50}
 ENSEMBLE=${ENSEMBLE:-4}
 MAX_STEPS=${MAX_STEPS:-3000}
 MD_STEPS=${MD_STEPS:-4000}
+WALKERS=${WALKERS:-2}
 WORKERS=${WORKERS:-2}
+STRATEGIES=${STRATEGIES:-uncertainty random}
+AL_ARGS=${AL_ARGS:-}
 THREADS=${THREADS:-1}
 PY=${PYTHON:-python}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -100,14 +106,22 @@ if not (out / "test.db").exists():
 EOF
 
 # 3: the two loops (resumable: re-run this script after a crash)
-for STRATEGY in uncertainty random; do
+for STRATEGY in $STRATEGIES; do
+  [ "$STRATEGY" = none ] && continue
+  # shellcheck disable=SC2086
   eformer al "$OUT/seed.db" --reference xtb --strategy "$STRATEGY" \
       --explore md:300,600,900 --explore "metad:$PHI+$PSI@300" \
       --per-round "$PER_ROUND" --rounds "$ROUNDS" --ensemble "$ENSEMBLE" \
-      --md-steps "$MD_STEPS" --interval 20 --walkers 2 --sigma-stop 1.0 --sigma-converged 0 \
+      --md-steps "$MD_STEPS" --interval 20 --walkers "$WALKERS" --sigma-stop 1.0 --sigma-converged 0 \
       --test "$OUT/test.db" --workers "$WORKERS" --threads "$THREADS" --random-seed 0 \
       --train.max-steps "$MAX_STEPS" --train.eval-every 250 \
-      --output-dir "$OUT/$STRATEGY"
+      --output-dir "$OUT/$STRATEGY" $AL_ARGS
+done
+for STRATEGY in uncertainty random; do
+  if [ ! -f "$OUT/$STRATEGY/al_report.json" ]; then
+    echo "no $OUT/$STRATEGY/al_report.json yet: comparison skipped"
+    exit 0
+  fi
 done
 
 # 4: compare
