@@ -21,7 +21,13 @@ def fixed_runs(root: Path) -> dict[str, dict]:
     sweep = json.loads((root / "fixed" / "sweep.json").read_text())
     runs = {}
     for run in sweep["runs"]:
-        metrics = root / "fixed" / "runs" / f"{run['label']}_f{run['fraction']}" / "metrics.csv"
+        metrics = (
+            root
+            / "fixed"
+            / "runs"
+            / f"{run['label']}_f{run['fraction']}"
+            / "metrics.csv"
+        )
         with metrics.open() as handle:
             rows = list(csv.DictReader(handle))
         runs[run["label"]] = {
@@ -29,7 +35,10 @@ def fixed_runs(root: Path) -> dict[str, dict]:
             "n_train": run["n_train"],
             "flops_per_step": run["flops_per_step"],
             "curve": [
-                [float(r["step"]) * run["flops_per_step"], float(r["val_forces_mae_meV_per_A"])]
+                [
+                    float(r["step"]) * run["flops_per_step"],
+                    float(r["val_forces_mae_meV_per_A"]),
+                ]
                 for r in rows
                 if r.get("val_forces_mae_meV_per_A")
             ],
@@ -40,7 +49,16 @@ def fixed_runs(root: Path) -> dict[str, dict]:
 
 def adaptive_run(root: Path) -> dict:
     report = json.loads((root / "adaptive" / "adaptive.json").read_text())
-    keep = ("step", "flops", "elasticity", "gap", "action", "reason", "n_params", "n_train")
+    keep = (
+        "step",
+        "flops",
+        "elasticity",
+        "gap",
+        "action",
+        "reason",
+        "n_params",
+        "n_train",
+    )
     return {
         "curve": [[c["flops"], c["val_forces_mae_meV_per_A"]] for c in report["curve"]],
         "decisions": [{k: d[k] for k in keep if k in d} for d in report["decisions"]],
