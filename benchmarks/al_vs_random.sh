@@ -124,33 +124,5 @@ for STRATEGY in uncertainty random; do
   fi
 done
 
-# 4: compare
-"$PY" - "$OUT" <<'EOF'
-import json
-import sys
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-out = Path(sys.argv[1])
-curves = {}
-for strategy in ("uncertainty", "random"):
-    report = json.loads((out / strategy / "al_report.json").read_text())
-    curves[strategy] = [(r["n_labels"], 1000 * r["test"]["forces_mae"])
-                        for r in report["rounds"] if "test" in r]
-    plt.plot(*zip(*curves[strategy]), "o-", label=strategy)
-plt.xlabel("labels (GFN2-xTB)")
-plt.ylabel("test force MAE (meV/Å)")
-plt.yscale("log")
-plt.legend()
-plt.title("alanine dipeptide: active learning vs random")
-plt.savefig(out / "al_vs_random.png", dpi=100)
-final = {s: c[-1] for s, c in curves.items()}
-result = {"curves": curves, "final": final,
-          "al_better": final["uncertainty"][1] < final["random"][1]}
-(out / "al_vs_random.json").write_text(json.dumps(result, indent=2) + "\n")
-print(json.dumps(result["final"]), "AL better:", result["al_better"])
-EOF
+# 4: compare (whole test set and the MD / metadynamics subsets, per round)
+"$PY" "$HERE/benchmarks/al_vs_random_report.py" "$OUT"

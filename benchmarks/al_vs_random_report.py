@@ -1,0 +1,145 @@
+"""Compare two `eformer al` runs (uncertainty vs random selection) on a test set.
+
+Step 4 of ``benchmarks/al_vs_random.sh``; can be re-run on finished or partial runs::
+
+    python benchmarks/al_vs_random_report.py OUT_DIR [--subsets A.db B.db]
+
+For every round model of ``OUT_DIR/{uncertainty,random}`` it measures force and
+energy errors on the whole test set (from ``al_report.json``) and on each subset
+database separately (here: 300 K MD frames and metadynamics frames), counts where
+the selected labels came from (exploration method), and writes
+``OUT_DIR/al_vs_random.json`` and ``OUT_DIR/al_vs_random.png``.
+Units: force MAE in meV/Å, energy MAE in meV/atom.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+STRATEGIES = ("uncertainty", "random")
+
+
+def subset_errors(model: Path, images: list) -> dict[str, float]:
+    """Force MAE (meV/Å) and energy MAE (meV/atom) of a model file on images."""
+    from asecalc.calculator import EformerCalculator
+
+    calc = EformerCalculator(model=model)
+    results = calc.calculate_batch(images, ("energy", "forces"))
+    df = np.concatenate(
+        [
+            r["forces"] - a.arrays["ref_forces"]
+            for r, a in zip(results, images, strict=True)
+        ]
+    )
+    de = [
+        (r["energy"] - a.info["ref_energy"]) / len(a)
+        for r, a in zip(results, images, strict=True)
+    ]
+    return {
+        "forces_mae_meV_per_A": 1000 * float(np.abs(df).mean()),
+        "energy_mae_meV_per_atom": 1000 * float(np.abs(de).mean()),
+    }
+
+
+def read_subset(path: Path) -> list:
+    import ase.db
+
+    images = []
+    for row in ase.db.connect(path).select():
+        atoms = row.toatoms()
+        atoms.arrays["ref_forces"] = row.forces.copy()
+        atoms.info["ref_energy"] = float(row.energy)
+        images.append(atoms)
+    return images
+
+
+def label_sources(labels: Path) -> dict[str, int]:
+    """Selected labels per exploration method (md@T / metad), seed excluded."""
+    import ase.db
+
+    counts: Counter[str] = Counter()
+    for row in ase.db.connect(labels).select("al_round>0"):
+        counts[str(row.get("source", "?")).split("#")[0]] += 1
+    return dict(sorted(counts.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out", type=Path)
+    p.add_argument("--subsets", nargs="*", default=["test_md.db", "test_metad.db"])
+    args = p.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    subsets = {name: read_subset(args.out / name) for name in args.subsets}
+    result: dict = {"strategies": {}}
+    for strategy in STRATEGIES:
+        report_path = args.out / strategy / "al_report.json"
+        if not report_path.exists():
+            print(f"{report_path} missing: skipped", file=sys.stderr)
+            continue
+        report = json.loads(report_path.read_text())
+        rounds = []
+        for r in report["rounds"]:
+            if "test" not in r:
+                continue
+            model = (
+                args.out / strategy / f"round_{r['round']:03d}" / "train" / "model.pt"
+            )
+            row = {
+                "round": r["round"],
+                "n_labels": r["n_labels"],
+                "test_forces_mae_meV_per_A": 1000 * r["test"]["forces_mae"],
+                "test_spearman": r["test"].get("spearman"),
+            }
+            for name, images in subsets.items():
+                row[Path(name).stem] = subset_errors(model, images)
+            rounds.append(row)
+        result["strategies"][strategy] = {
+            "rounds": rounds,
+            "label_sources": label_sources(args.out / strategy / "labels.db"),
+        }
+    done = result["strategies"]
+    if len(done) == 2 and all(s["rounds"] for s in done.values()):
+        final = {k: v["rounds"][-1] for k, v in done.items()}
+        result["final"] = final
+        result["al_better"] = (
+            final["uncertainty"]["test_forces_mae_meV_per_A"]
+            < final["random"]["test_forces_mae_meV_per_A"]
+        )
+        same = final["uncertainty"]["n_labels"] == final["random"]["n_labels"]
+        result["same_label_count"] = same
+    keys = [("test_forces_mae_meV_per_A", "whole test set")] + [
+        (Path(n).stem, Path(n).stem) for n in args.subsets
+    ]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), sharey=True)
+    for ax, (key, title) in zip(np.atleast_1d(axes), keys, strict=True):
+        for strategy, res in done.items():
+            xs = [r["n_labels"] for r in res["rounds"]]
+            ys = [
+                r[key] if key.startswith("test_f") else r[key]["forces_mae_meV_per_A"]
+                for r in res["rounds"]
+            ]
+            ax.plot(xs, ys, "o-", label=strategy)
+        ax.set(xlabel="labels (GFN2-xTB)", title=title, yscale="log")
+    np.atleast_1d(axes)[0].set_ylabel("force MAE (meV/Å)")
+    np.atleast_1d(axes)[0].legend()
+    fig.tight_layout()
+    fig.savefig(args.out / "al_vs_random.png", dpi=100)
+    from asecalc.fileio import write_json_atomic
+
+    write_json_atomic(args.out / "al_vs_random.json", result)
+    print(json.dumps({k: result.get(k) for k in ("final", "al_better")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
