@@ -153,6 +153,14 @@ class CLICommand:
             help="weight of the short-distance outlier score in the acquisition",
         )
         add(
+            "--sigma-window",
+            default=None,
+            metavar="LO,HI",
+            help="trust window on a candidate's max force σ in eV/Å (DP-GEN "
+            "f_trust_lo/hi): only candidates inside can be selected, by either "
+            "strategy; 'LO,' for no upper limit (default: all candidates)",
+        )
+        add(
             "--workers",
             type=int,
             default=2,
@@ -249,9 +257,28 @@ def config_from_args(args: Any) -> Any:
         exploration=exploration,
         pool_factor=args.pool_factor,
         weights=(args.attention_weight, args.geometry_weight),
+        sigma_window=parse_sigma_window(args.sigma_window),
         workers=args.workers,
         seed=args.random_seed,
     )
+
+
+def parse_sigma_window(text: str | None) -> tuple[float, float | None]:
+    """``"0.05,0.3"`` -> (0.05, 0.3); ``"0.05,"`` -> (0.05, None); None -> (0, None)."""
+    if text is None:
+        return (0.0, None)
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lo = float(parts[0] or 0.0)
+        hi = float(parts[1]) if parts[1].strip() else None
+    except ValueError:
+        raise ValueError(
+            f"--sigma-window expects 'LO,HI' in eV/Å (e.g. 0.05,0.3 or 0.05,), "
+            f"got {text!r}"
+        ) from None
+    return (lo, hi)
 
 
 def _executor(kind: str, workers: int) -> tuple[Any, Any]:

@@ -48,7 +48,7 @@ from asecalc.config import TrainConfig
 from asecalc.fileio import write_json_atomic
 from asecalc.training.al_explore import ExploreSettings, explore, parse_explore
 from asecalc.training.al_label import count_rows, percentiles
-from asecalc.training.al_select import STRATEGIES, select
+from asecalc.training.al_select import STRATEGIES, check_sigma_window, select
 from asecalc.training.uncertainty import (
     calibration_png,
     evaluate_calibration,
@@ -95,6 +95,7 @@ class ALConfig:
     exploration: ExploreSettings = field(default_factory=ExploreSettings)
     pool_factor: float = 3.0
     weights: tuple[float, float] = (0.0, 0.0)
+    sigma_window: tuple[float, float | None] = (0.0, None)
     workers: int = 2
     seed: int = 0
 
@@ -121,15 +122,14 @@ class ALConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         for spec in self.explore:
             parse_explore(spec)
+        check_sigma_window(self.sigma_window)
 
     @property
     def budget(self) -> int:
         """Maximum number of new labels (seed excluded)."""
-        return (
-            self.per_round * self.rounds
-            if self.label_budget is None
-            else self.label_budget
-        )
+        if self.label_budget is None:
+            return self.per_round * self.rounds
+        return self.label_budget
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (a callable reference appears by name)."""
@@ -356,7 +356,7 @@ class ActiveLearning:
         calc = self.calculator(r) if cfg.strategy == "uncertainty" else None
         labelled = read_labelled(self.labels, "split=train") if calc is not None else []
         rng = np.random.default_rng([cfg.seed, r, 2])
-        args = (calc, labelled, cfg.pool_factor, cfg.weights)
+        args = (calc, labelled, cfg.pool_factor, cfg.weights, cfg.sigma_window)
         chosen = select(candidates, n, cfg.strategy, rng, *args)
         picked = [candidates[i] for i in chosen]
         val = set(

@@ -8,6 +8,13 @@ model's invariant features, so one rare event does not fill a round with
 near-duplicates. FPS distances include the already labelled structures.
 Strategy ``"random"`` draws ``n`` candidates uniformly (the baseline).
 
+Trust window (DP-GEN's ``f_trust_lo`` / ``f_trust_hi``): with ``sigma_window =
+(lo, hi)`` only candidates with ``lo <= sigma_max <= hi`` can be picked, by either
+strategy. Below ``lo`` the model is already accurate; above ``hi`` a frame is far
+outside the data (for instance a high-temperature distortion that the target
+conditions never visit), and labels spent there do little for the region of
+interest. Fewer than ``n`` labels are taken when fewer candidates are inside.
+
 Descriptor of a structure: the mean and the maximum over its atoms of the
 per-atom invariant (0e) features entering the readout, shape (2 n_scalars,),
 taken with a forward hook on ``model.readout``.
@@ -208,6 +215,16 @@ def farthest_point_sampling(
     return picked
 
 
+def check_sigma_window(window: tuple[float, float | None]) -> None:
+    """Raise ValueError unless ``window`` is ``(lo, hi)`` with 0 <= lo < hi (eV/Å)."""
+    lo, hi = window
+    if lo < 0 or (hi is not None and hi <= lo):
+        raise ValueError(
+            f"sigma window must be (lo, hi) with 0 <= lo < hi in eV/Å (hi None: "
+            f"no upper limit), got {window}"
+        )
+
+
 def select(
     candidates: Sequence[Atoms],
     n: int,
@@ -217,6 +234,7 @@ def select(
     labelled: Sequence[Atoms] = (),
     pool_factor: float = 3.0,
     weights: tuple[float, float] = (0.0, 0.0),
+    sigma_window: tuple[float, float | None] = (0.0, None),
 ) -> list[int]:
     """Indices of the ``n`` candidates to label.
 
@@ -237,9 +255,52 @@ def select(
         FPS runs over the ``ceil(pool_factor × n)`` best-scored candidates.
     weights : (float, float)
         Extra acquisition weights (attention entropy, geometric outlier).
+    sigma_window : (float, float or None)
+        Trust window (lo, hi) on ``sigma_max`` in eV/Å; ``hi=None``: no limit.
+
+    Returns
+    -------
+    list of int
+        Indices into ``candidates``.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    check_sigma_window(sigma_window)
+    lo, hi = sigma_window
+    sigma_all = np.array([float(a.info["sigma_max"]) for a in candidates])
+    inside = np.flatnonzero((sigma_all >= lo) & (sigma_all <= (hi or np.inf)))
+    if len(inside) < len(candidates):
+        logger.info(
+            "trust window [%g, %s] eV/Å: %d of %d candidates inside",
+            lo,
+            "inf" if hi is None else f"{hi:g}",
+            len(inside),
+            len(candidates),
+        )
+        chosen = _select(
+            [candidates[int(i)] for i in inside],
+            n,
+            strategy,
+            rng,
+            calc,
+            labelled,
+            pool_factor,
+            weights,
+        )
+        return [int(inside[i]) for i in chosen]
+    return _select(candidates, n, strategy, rng, calc, labelled, pool_factor, weights)
+
+
+def _select(
+    candidates: Sequence[Atoms],
+    n: int,
+    strategy: str,
+    rng: np.random.Generator,
+    calc: Any,
+    labelled: Sequence[Atoms],
+    pool_factor: float,
+    weights: tuple[float, float],
+) -> list[int]:
     n = min(int(n), len(candidates))
     if n <= 0:
         return []

@@ -130,6 +130,32 @@ def test_selection_uncertainty_and_random(ensemble_path, rng):
         select(candidates, 2, "greedy", rng, calc)
 
 
+def test_sigma_window_limits_both_strategies(ensemble_path, rng):
+    from asecalc.cli.al import parse_sigma_window
+
+    calc = EformerCalculator(model=ensemble_path)
+    candidates = []
+    for k, sigma in enumerate(np.linspace(0.0, 1.0, 21)):
+        atoms = molecule(["CH4", "NH3", "H2O"][k % 3])
+        atoms.rattle(0.05, rng=rng)
+        atoms.info["sigma_max"] = float(sigma)
+        candidates.append(atoms)
+    window = (0.2, 0.6)
+    for strategy in ("uncertainty", "random"):
+        chosen = select(candidates, 5, strategy, rng, calc, sigma_window=window)
+        sigmas = [candidates[i].info["sigma_max"] for i in chosen]
+        assert len(chosen) == 5
+        assert all(0.2 <= s <= 0.6 for s in sigmas), (strategy, sigmas)
+    # fewer inside than asked: take what is there (0.9, 0.95, 1.0)
+    assert len(select(candidates, 5, "random", rng, sigma_window=(0.9, None))) == 3
+    with pytest.raises(ValueError, match="sigma window"):
+        select(candidates, 5, "random", rng, sigma_window=(0.5, 0.1))
+    assert parse_sigma_window("0.05,0.3") == (0.05, 0.3)
+    assert parse_sigma_window("0.05,") == (0.05, None)
+    with pytest.raises(ValueError, match="sigma-window"):
+        parse_sigma_window("0.3")
+
+
 def test_exploration_stops_when_sigma_exceeds_threshold(ensemble_path, tmp_path, rng):
     calc = EformerCalculator(model=ensemble_path)
     starts = [molecule("CH4")]
