@@ -2,9 +2,10 @@
 
 Step 4 of ``benchmarks/al_vs_random.sh``; can be re-run on finished or partial runs::
 
-    python benchmarks/al_vs_random_report.py OUT_DIR [--subsets A.db B.db]
+    python benchmarks/al_vs_random_report.py OUT_DIR [--runs uncertainty random ...]
 
-For every round model of ``OUT_DIR/{uncertainty,random}`` it measures force and
+For every round model of each run ``OUT_DIR/<run>`` (default: ``uncertainty`` and
+``random``; add variants such as ``uncertainty_pf1.5``) it measures force and
 energy errors on the whole test set (from ``al_report.json``) and on each subset
 database separately (here: 300 K MD frames and metadynamics frames), counts where
 the selected labels came from (exploration method), and writes
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-STRATEGIES = ("uncertainty", "random")
+RUNS = ("uncertainty", "random")
 
 
 def subset_errors(model: Path, images: list) -> dict[str, float]:
@@ -69,10 +70,47 @@ def label_sources(labels: Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def compare_with_random(runs: dict) -> dict:
+    """Each non-random run against random at the largest label count both reached."""
+    if "random" not in runs:
+        return {}
+    random_by_n = {r["n_labels"]: r for r in runs["random"]["rounds"]}
+    out = {}
+    for name, run in runs.items():
+        common = [r for r in run["rounds"] if r["n_labels"] in random_by_n]
+        if name == "random" or not common:
+            continue
+        mine, base = common[-1], random_by_n[common[-1]["n_labels"]]
+        out[name] = {
+            "n_labels": mine["n_labels"],
+            "forces_mae_meV_per_A": {
+                subset: [_mae(mine, subset), _mae(base, subset)]
+                for subset in (
+                    "test",
+                    *[
+                        k
+                        for k in mine
+                        if k.startswith("test_") and isinstance(mine[k], dict)
+                    ],
+                )
+            },
+            "al_better": mine["test_forces_mae_meV_per_A"]
+            < base["test_forces_mae_meV_per_A"],
+        }
+    return out
+
+
+def _mae(row: dict, subset: str) -> float:
+    if subset == "test":
+        return row["test_forces_mae_meV_per_A"]
+    return row[subset]["forces_mae_meV_per_A"]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
     p.add_argument("--subsets", nargs="*", default=["test_md.db", "test_metad.db"])
+    p.add_argument("--runs", nargs="*", default=list(RUNS), help="run folders")
     args = p.parse_args(argv)
     import matplotlib
 
@@ -81,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     subsets = {name: read_subset(args.out / name) for name in args.subsets}
     result: dict = {"strategies": {}}
-    for strategy in STRATEGIES:
+    for strategy in args.runs:
         report_path = args.out / strategy / "al_report.json"
         if not report_path.exists():
             print(f"{report_path} missing: skipped", file=sys.stderr)
@@ -108,15 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             "label_sources": label_sources(args.out / strategy / "labels.db"),
         }
     done = result["strategies"]
-    if len(done) == 2 and all(s["rounds"] for s in done.values()):
-        final = {k: v["rounds"][-1] for k, v in done.items()}
-        result["final"] = final
-        result["al_better"] = (
-            final["uncertainty"]["test_forces_mae_meV_per_A"]
-            < final["random"]["test_forces_mae_meV_per_A"]
-        )
-        same = final["uncertainty"]["n_labels"] == final["random"]["n_labels"]
-        result["same_label_count"] = same
+    result["comparisons"] = compare_with_random(done)
+    if "uncertainty" in result["comparisons"]:
+        result["al_better"] = result["comparisons"]["uncertainty"]["al_better"]
     keys = [("test_forces_mae_meV_per_A", "whole test set")] + [
         (Path(n).stem, Path(n).stem) for n in args.subsets
     ]
@@ -129,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r in res["rounds"]
             ]
             ax.plot(xs, ys, "o-", label=strategy)
-        ax.set(xlabel="labels (GFN2-xTB)", title=title, yscale="log")
+        ax.set(xlabel="labels (GFN2-xTB)", title=title)
     np.atleast_1d(axes)[0].set_ylabel("force MAE (meV/Å)")
     np.atleast_1d(axes)[0].legend()
     fig.tight_layout()
@@ -137,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     from asecalc.fileio import write_json_atomic
 
     write_json_atomic(args.out / "al_vs_random.json", result)
-    print(json.dumps({k: result.get(k) for k in ("final", "al_better")}, indent=1))
+    print(json.dumps(result["comparisons"], indent=1))
     return 0
 
 
