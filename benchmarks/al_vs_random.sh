@@ -16,7 +16,18 @@
 # Environment: ROUNDS, PER_ROUND, ENSEMBLE, MAX_STEPS, MD_STEPS, WALKERS, WORKERS, THREADS
 # override; STRATEGIES="uncertainty" or "random" runs one loop (start the two in parallel
 # on two cores after a first call with STRATEGIES=none has made the seed and test sets);
-# AL_ARGS adds options to both `eformer al` calls (e.g. "--model.n-layers 1").
+# AL_ARGS adds options to both `eformer al` calls (e.g. "--model.n-layers 1");
+# SUFFIX names a variant's folder ($OUT/uncertainty$SUFFIX).
+#
+# The 2026-11-27 run (README table; each loop on one core, about 15 min per round):
+#   S="ROUNDS=5 MAX_STEPS=800 MD_STEPS=2000 WALKERS=1 WORKERS=1"
+#   A="--model.n-layers 1 --metad-height 3 --metad-pace 20"
+#   env $S STRATEGIES=none bash benchmarks/al_vs_random.sh OUT
+#   env $S STRATEGIES=uncertainty AL_ARGS="$A" bash benchmarks/al_vs_random.sh OUT &
+#   env $S STRATEGIES=random AL_ARGS="$A" bash benchmarks/al_vs_random.sh OUT &
+#   env $S STRATEGIES=uncertainty SUFFIX=_pf1.5 AL_ARGS="$A --pool-factor 1.5" \
+#       bash benchmarks/al_vs_random.sh OUT
+#   python benchmarks/al_vs_random_report.py OUT --runs uncertainty random uncertainty_pf1.5
 set -euo pipefail
 
 OUT=${1:-al-vs-random}
@@ -29,6 +40,7 @@ WALKERS=${WALKERS:-2}
 WORKERS=${WORKERS:-2}
 STRATEGIES=${STRATEGIES:-uncertainty random}
 AL_ARGS=${AL_ARGS:-}
+SUFFIX=${SUFFIX:-}
 THREADS=${THREADS:-1}
 PY=${PYTHON:-python}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -115,7 +127,7 @@ for STRATEGY in $STRATEGIES; do
       --md-steps "$MD_STEPS" --interval 20 --walkers "$WALKERS" --sigma-stop 1.0 --sigma-converged 0 \
       --test "$OUT/test.db" --workers "$WORKERS" --threads "$THREADS" --random-seed 0 \
       --train.max-steps "$MAX_STEPS" --train.eval-every 250 \
-      --output-dir "$OUT/$STRATEGY" $AL_ARGS
+      --output-dir "$OUT/$STRATEGY$SUFFIX" $AL_ARGS
 done
 for STRATEGY in uncertainty random; do
   if [ ! -f "$OUT/$STRATEGY/al_report.json" ]; then
