@@ -27,7 +27,10 @@
 #   env $S STRATEGIES=random AL_ARGS="$A" bash benchmarks/al_vs_random.sh OUT &
 #   env $S STRATEGIES=uncertainty SUFFIX=_pf1.5 AL_ARGS="$A --pool-factor 1.5" \
 #       bash benchmarks/al_vs_random.sh OUT
-#   python benchmarks/al_vs_random_report.py OUT --runs uncertainty random uncertainty_pf1.5
+#   (2 rounds each:) SUFFIX=_window AL_ARGS="$A --sigma-window 0,0.3" and, for a
+#   second random seed, STRATEGIES=random SUFFIX=_seed1 AL_ARGS="$A --random-seed 1"
+#   python benchmarks/al_vs_random_report.py OUT --runs uncertainty random \
+#       uncertainty_pf1.5 uncertainty_window random_seed1
 set -euo pipefail
 
 OUT=${1:-al-vs-random}
