@@ -277,18 +277,17 @@ def select(
             len(inside),
             len(candidates),
         )
-        chosen = _select(
-            [candidates[int(i)] for i in inside],
-            n,
-            strategy,
-            rng,
-            calc,
-            labelled,
-            pool_factor,
-            weights,
-        )
-        return [int(inside[i]) for i in chosen]
-    return _select(candidates, n, strategy, rng, calc, labelled, pool_factor, weights)
+    chosen = _select(
+        [candidates[int(i)] for i in inside],
+        n,
+        strategy,
+        rng,
+        calc,
+        labelled,
+        pool_factor,
+        weights,
+    )
+    return [int(inside[i]) for i in chosen]
 
 
 def _select(
