@@ -7,7 +7,8 @@ Step 4 of ``benchmarks/al_vs_random.sh``; can be re-run on finished or partial r
 For every round model of each run ``OUT_DIR/<run>`` (default: ``uncertainty`` and
 ``random``; add variants such as ``uncertainty_pf1.5``) it measures force and
 energy errors on the whole test set (from ``al_report.json``) and on each subset
-database separately (here: 300 K MD frames and metadynamics frames), counts where
+of ``OUT_DIR/test.db`` (its ``test_source`` key: 300 K MD frames and metadynamics
+frames), counts where
 the selected labels came from (exploration method), and writes
 ``OUT_DIR/al_vs_random.json`` and ``OUT_DIR/al_vs_random.png``.
 Units: force MAE in meV/Å, energy MAE in meV/atom.
@@ -26,38 +27,21 @@ import numpy as np
 RUNS = ("uncertainty", "random")
 
 
-def subset_errors(model: Path, images: list) -> dict[str, float]:
-    """Force MAE (meV/Å) and energy MAE (meV/atom) of a model file on images."""
-    from asecalc.calculator import EformerCalculator
+def subset_errors(model: Path, test_db: Path) -> dict[str, dict[str, float]]:
+    """Force MAE (meV/Å) and energy MAE (meV/atom) of a model file per test subset.
 
-    calc = EformerCalculator(model=model)
-    results = calc.calculate_batch(images, ("energy", "forces"))
-    df = np.concatenate(
-        [
-            r["forces"] - a.arrays["ref_forces"]
-            for r, a in zip(results, images, strict=True)
-        ]
-    )
-    de = [
-        (r["energy"] - a.info["ref_energy"]) / len(a)
-        for r, a in zip(results, images, strict=True)
-    ]
+    Subsets are the ``test_source`` keys of ``test_db`` (here ``test_md.db`` and
+    ``test_metad.db``), named by their stem; ensemble mean, as ``eformer eval``.
+    """
+    from asecalc.checkpoint import load_model
+    from asecalc.training.evaluate import evaluate_model
+
+    result = evaluate_model(load_model(model), test_db, by="test_source")
+    keys = ("forces_mae_meV_per_A", "energy_mae_meV_per_atom")
     return {
-        "forces_mae_meV_per_A": 1000 * float(np.abs(df).mean()),
-        "energy_mae_meV_per_atom": 1000 * float(np.abs(de).mean()),
+        Path(name).stem: {k: metrics[k] for k in keys}
+        for name, metrics in result["by_test_source"].items()
     }
-
-
-def read_subset(path: Path) -> list:
-    import ase.db
-
-    images = []
-    for row in ase.db.connect(path).select():
-        atoms = row.toatoms()
-        atoms.arrays["ref_forces"] = row.forces.copy()
-        atoms.info["ref_energy"] = float(row.energy)
-        images.append(atoms)
-    return images
 
 
 def label_sources(labels: Path) -> dict[str, int]:
@@ -109,7 +93,6 @@ def _mae(row: dict, subset: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
-    p.add_argument("--subsets", nargs="*", default=["test_md.db", "test_metad.db"])
     p.add_argument("--runs", nargs="*", default=list(RUNS), help="run folders")
     args = p.parse_args(argv)
     import matplotlib
@@ -117,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    subsets = {name: read_subset(args.out / name) for name in args.subsets}
+    subsets: list[str] = []
     result: dict = {"strategies": {}}
     for strategy in args.runs:
         report_path = args.out / strategy / "al_report.json"
@@ -138,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                 "test_forces_mae_meV_per_A": 1000 * r["test"]["forces_mae"],
                 "test_spearman": r["test"].get("spearman"),
             }
-            for name, images in subsets.items():
-                row[Path(name).stem] = subset_errors(model, images)
+            errors = subset_errors(model, args.out / "test.db")
+            row.update(errors)
+            subsets = subsets or sorted(errors)
             rounds.append(row)
         result["strategies"][strategy] = {
             "rounds": rounds,
@@ -150,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if "uncertainty" in result["comparisons"]:
         result["al_better"] = result["comparisons"]["uncertainty"]["al_better"]
     keys = [("test_forces_mae_meV_per_A", "whole test set")] + [
-        (Path(n).stem, Path(n).stem) for n in args.subsets
+        (name, name) for name in subsets
     ]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), sharey=True)
     for ax, (key, title) in zip(np.atleast_1d(axes), keys, strict=True):
