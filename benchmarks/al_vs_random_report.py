@@ -1,17 +1,19 @@
-"""Compare two `eformer al` runs (uncertainty vs random selection) on a test set.
+"""Compare `eformer al` runs (uncertainty vs random selection) on a test set.
 
 Step 4 of ``benchmarks/al_vs_random.sh``; can be re-run on finished or partial runs::
 
     python benchmarks/al_vs_random_report.py OUT_DIR [--runs uncertainty random ...]
+        [--previous OLD/al_vs_random.json]
 
 For every round model of each run ``OUT_DIR/<run>`` (default: ``uncertainty`` and
-``random``; add variants such as ``uncertainty_pf1.5``) it measures force and
-energy errors on the whole test set (from ``al_report.json``) and on each subset
-of ``OUT_DIR/test.db`` (its ``test_source`` key: 300 K MD frames and metadynamics
-frames), counts where
-the selected labels came from (exploration method), and writes
-``OUT_DIR/al_vs_random.json`` and ``OUT_DIR/al_vs_random.png``.
-Units: force MAE in meV/Å, energy MAE in meV/atom.
+``random``; add variants such as ``uncertainty_pf1.5`` and more random seeds such
+as ``random_seed1``) it measures force and energy errors on the whole test set
+(from ``al_report.json``) and on each subset of ``OUT_DIR/test.db`` (its
+``test_source`` key: 300 K MD frames and metadynamics frames), counts where the
+selected labels came from (exploration method), compares every non-random run
+with all ``random*`` runs, and writes ``OUT_DIR/al_vs_random.json`` and
+``OUT_DIR/al_vs_random.png``. ``--previous`` keeps the runs of an earlier report
+whose folders are gone. Units: force MAE in meV/Å, energy MAE in meV/atom.
 """
 
 from __future__ import annotations
@@ -55,31 +57,47 @@ def label_sources(labels: Path) -> dict[str, int]:
 
 
 def compare_with_random(runs: dict) -> dict:
-    """Each non-random run against random at the largest label count both reached."""
-    if "random" not in runs:
+    """Each selection run against every random run (``random*``, one per seed).
+
+    The verdict is taken at the largest label count that the run and all random
+    runs reached: the run is better only if its whole-test force MAE is below
+    that of every random seed. ``al_better_at`` gives the same verdict at each
+    common label count.
+    """
+    randoms = {k: v for k, v in runs.items() if k.startswith("random")}
+    if not randoms:
         return {}
-    random_by_n = {r["n_labels"]: r for r in runs["random"]["rounds"]}
+    by_n = {k: {r["n_labels"]: r for r in v["rounds"]} for k, v in randoms.items()}
     out = {}
     for name, run in runs.items():
-        common = [r for r in run["rounds"] if r["n_labels"] in random_by_n]
-        if name == "random" or not common:
+        common = [
+            r for r in run["rounds"] if all(r["n_labels"] in b for b in by_n.values())
+        ]
+        if name in randoms or not common:
             continue
-        mine, base = common[-1], random_by_n[common[-1]["n_labels"]]
+
+        def verdict(row: dict) -> bool:
+            n = row["n_labels"]
+            return _mae(row, "test") < min(_mae(b[n], "test") for b in by_n.values())
+
+        mine = common[-1]
+        subsets = ["test"] + [
+            k for k in mine if k.startswith("test_") and isinstance(mine[k], dict)
+        ]
         out[name] = {
             "n_labels": mine["n_labels"],
+            "random_runs": sorted(randoms),
             "forces_mae_meV_per_A": {
-                subset: [_mae(mine, subset), _mae(base, subset)]
-                for subset in (
-                    "test",
-                    *[
-                        k
-                        for k in mine
-                        if k.startswith("test_") and isinstance(mine[k], dict)
+                subset: {
+                    "al": _mae(mine, subset),
+                    "random": [
+                        _mae(by_n[k][mine["n_labels"]], subset) for k in sorted(randoms)
                     ],
-                )
+                }
+                for subset in subsets
             },
-            "al_better": mine["test_forces_mae_meV_per_A"]
-            < base["test_forces_mae_meV_per_A"],
+            "al_better": verdict(mine),
+            "al_better_at": {str(r["n_labels"]): verdict(r) for r in common},
         }
     return out
 
@@ -94,13 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
     p.add_argument("--runs", nargs="*", default=list(RUNS), help="run folders")
+    p.add_argument(
+        "--previous",
+        type=Path,
+        help="an earlier al_vs_random.json: its runs not in --runs are kept "
+        "(their run folders may be gone), so comparisons span both",
+    )
     args = p.parse_args(argv)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    subsets: list[str] = []
     result: dict = {"strategies": {}}
     for strategy in args.runs:
         report_path = args.out / strategy / "al_report.json"
@@ -123,13 +146,25 @@ def main(argv: list[str] | None = None) -> int:
             }
             errors = subset_errors(model, args.out / "test.db")
             row.update(errors)
-            subsets = subsets or sorted(errors)
             rounds.append(row)
         result["strategies"][strategy] = {
             "rounds": rounds,
             "label_sources": label_sources(args.out / strategy / "labels.db"),
         }
+    if args.previous is not None:
+        for name, run in json.loads(args.previous.read_text())["strategies"].items():
+            if name not in result["strategies"]:
+                result["strategies"][name] = {**run, "from": str(args.previous)}
     done = result["strategies"]
+    subsets = sorted(  # per-subset error dicts: test_md, test_metad
+        {
+            k
+            for run in done.values()
+            for r in run["rounds"]
+            for k, v in r.items()
+            if k.startswith("test_") and isinstance(v, dict)
+        }
+    )
     result["comparisons"] = compare_with_random(done)
     if "uncertainty" in result["comparisons"]:
         result["al_better"] = result["comparisons"]["uncertainty"]["al_better"]
@@ -144,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                 r[key] if key.startswith("test_f") else r[key]["forces_mae_meV_per_A"]
                 for r in res["rounds"]
             ]
-            ax.plot(xs, ys, "o-", label=strategy)
+            style = "o--" if strategy.startswith("random") else "o-"
+            ax.plot(xs, ys, style, label=strategy)
         ax.set(xlabel="labels (GFN2-xTB)", title=title)
     np.atleast_1d(axes)[0].set_ylabel("force MAE (meV/Å)")
     np.atleast_1d(axes)[0].legend()
