@@ -62,7 +62,7 @@ def compare_with_random(runs: dict) -> dict:
     The verdict is taken at the largest label count that the run and all random
     runs reached: the run is better only if its whole-test force MAE is below
     that of every random seed. ``al_better_at`` gives the same verdict at each
-    common label count.
+    label count of the run, against the random seeds that reached it (counted).
     """
     randoms = {k: v for k, v in runs.items() if k.startswith("random")}
     if not randoms:
@@ -76,9 +76,10 @@ def compare_with_random(runs: dict) -> dict:
         if name in randoms or not common:
             continue
 
-        def verdict(row: dict) -> bool:
+        def verdict(row: dict) -> bool:  # below every random seed at this count
             n = row["n_labels"]
-            return _mae(row, "test") < min(_mae(b[n], "test") for b in by_n.values())
+            rand = [_mae(b[n], "test") for b in by_n.values() if n in b]
+            return _mae(row, "test") < min(rand)
 
         mine = common[-1]
         subsets = ["test"] + [
@@ -97,7 +98,15 @@ def compare_with_random(runs: dict) -> dict:
                 for subset in subsets
             },
             "al_better": verdict(mine),
-            "al_better_at": {str(r["n_labels"]): verdict(r) for r in common},
+            # at every label count of the run that some random seed reached
+            "al_better_at": {
+                str(r["n_labels"]): {
+                    "better": verdict(r),
+                    "random_seeds": sum(r["n_labels"] in b for b in by_n.values()),
+                }
+                for r in run["rounds"]
+                if any(r["n_labels"] in b for b in by_n.values())
+            },
         }
     return out
 
