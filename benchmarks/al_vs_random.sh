@@ -31,6 +31,17 @@
 #   second random seed, STRATEGIES=random SUFFIX=_seed1 AL_ARGS="$A --random-seed 1"
 #   python benchmarks/al_vs_random_report.py OUT --runs uncertainty random \
 #       uncertainty_pf1.5 uncertainty_window random_seed1
+# The 2026-11-28 run (same S and A; 3 loops on 2 cores, about 20 min per round): the
+# window for 4 rounds with seeds 0 and 1, random with seed 2; round 0 copied from the
+# window run (al_state.json set back to round 0 "evaluate"), then
+#   env $S ROUNDS=4 STRATEGIES=uncertainty SUFFIX=_window AL_ARGS="$A --sigma-window 0,0.3"
+#   ... SUFFIX=_window_seed1 AL_ARGS="$A --sigma-window 0,0.3 --random-seed 1"
+#   ... STRATEGIES=random SUFFIX=_seed2 AL_ARGS="$A --random-seed 2"
+#   python benchmarks/al_vs_random_report.py OUT --runs uncertainty_window \
+#       uncertainty_window_seed1 random_seed2 --previous tutorials/data/al_vs_random.json
+# Their seed/test sets, labels, states and last-round models are in
+# benchmarks/results/al-vs-random/checkpoints: copy that folder to OUT and re-run with a
+# larger ROUNDS to extend them.
 set -euo pipefail
 
 OUT=${1:-al-vs-random}
