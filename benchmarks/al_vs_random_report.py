@@ -56,56 +56,50 @@ def label_sources(labels: Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def compare_with_random(runs: dict) -> dict:
+def compare_with_random(runs: dict, subsets: list[str]) -> dict:
     """Each selection run against every random run (``random*``, one per seed).
 
     The verdict is taken at the largest label count that the run and all random
     runs reached: the run is better only if its whole-test force MAE is below
     that of every random seed. ``al_better_at`` gives the same verdict at each
     label count of the run, against the random seeds that reached it (counted).
+    ``subsets`` are the per-subset keys of the rounds (``test_md``, ...).
     """
-    randoms = {k: v for k, v in runs.items() if k.startswith("random")}
-    if not randoms:
-        return {}
-    by_n = {k: {r["n_labels"]: r for r in v["rounds"]} for k, v in randoms.items()}
+    randoms = sorted(k for k in runs if k.startswith("random"))
+    by_n = [{r["n_labels"]: r for r in runs[k]["rounds"]} for k in randoms]
+
+    def reached(n: int) -> list[dict]:  # the random rounds with n labels
+        return [b[n] for b in by_n if n in b]
+
+    def verdict(row: dict) -> bool:  # below every random seed at this count
+        rand = reached(row["n_labels"])
+        return _mae(row, "test") < min(_mae(b, "test") for b in rand)
+
     out = {}
     for name, run in runs.items():
-        common = [
-            r for r in run["rounds"] if all(r["n_labels"] in b for b in by_n.values())
-        ]
-        if name in randoms or not common:
+        common = [r for r in run["rounds"] if len(reached(r["n_labels"])) == len(by_n)]
+        if name in randoms or not randoms or not common:
             continue
-
-        def verdict(row: dict) -> bool:  # below every random seed at this count
-            n = row["n_labels"]
-            rand = [_mae(b[n], "test") for b in by_n.values() if n in b]
-            return _mae(row, "test") < min(rand)
-
         mine = common[-1]
-        subsets = ["test"] + [
-            k for k in mine if k.startswith("test_") and isinstance(mine[k], dict)
-        ]
         out[name] = {
             "n_labels": mine["n_labels"],
-            "random_runs": sorted(randoms),
+            "random_runs": randoms,
             "forces_mae_meV_per_A": {
                 subset: {
                     "al": _mae(mine, subset),
-                    "random": [
-                        _mae(by_n[k][mine["n_labels"]], subset) for k in sorted(randoms)
-                    ],
+                    "random": [_mae(b, subset) for b in reached(mine["n_labels"])],
                 }
-                for subset in subsets
+                for subset in ["test", *subsets]
             },
             "al_better": verdict(mine),
             # at every label count of the run that some random seed reached
             "al_better_at": {
                 str(r["n_labels"]): {
                     "better": verdict(r),
-                    "random_seeds": sum(r["n_labels"] in b for b in by_n.values()),
+                    "random_seeds": len(reached(r["n_labels"])),
                 }
                 for r in run["rounds"]
-                if any(r["n_labels"] in b for b in by_n.values())
+                if reached(r["n_labels"])
             },
         }
     return out
@@ -174,20 +168,15 @@ def main(argv: list[str] | None = None) -> int:
             if k.startswith("test_") and isinstance(v, dict)
         }
     )
-    result["comparisons"] = compare_with_random(done)
+    result["comparisons"] = compare_with_random(done, subsets)
     if "uncertainty" in result["comparisons"]:
         result["al_better"] = result["comparisons"]["uncertainty"]["al_better"]
-    keys = [("test_forces_mae_meV_per_A", "whole test set")] + [
-        (name, name) for name in subsets
-    ]
+    keys = [("test", "whole test set")] + [(name, name) for name in subsets]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), sharey=True)
     for ax, (key, title) in zip(np.atleast_1d(axes), keys, strict=True):
         for strategy, res in done.items():
             xs = [r["n_labels"] for r in res["rounds"]]
-            ys = [
-                r[key] if key.startswith("test_f") else r[key]["forces_mae_meV_per_A"]
-                for r in res["rounds"]
-            ]
+            ys = [_mae(r, key) for r in res["rounds"]]
             style = "o--" if strategy.startswith("random") else "o-"
             ax.plot(xs, ys, style, label=strategy)
         ax.set(xlabel="labels (GFN2-xTB)", title=title)
