@@ -66,6 +66,72 @@ def read_plumed_file(path: str | os.PathLike[str]) -> PlumedTable:
     return PlumedTable(fields, np.array(rows), periodic, text)
 
 
+def hills_files(path: str | os.PathLike[str]) -> list[Path]:
+    """HILLS files of a run: ``path`` itself if a file; in a directory every
+    walker's ``HILLS.<i>`` (in walker order), else its ``HILLS``; else []."""
+    return _run_files(Path(path), "HILLS.", "HILLS")
+
+
+def colvar_files(path: str | os.PathLike[str]) -> list[Path]:
+    """COLVAR files of a run: ``path`` itself if a file; in a directory every
+    ``walker_<i>/COLVAR`` (in walker order), else its ``COLVAR``; else []."""
+    return _run_files(Path(path), "walker_", "COLVAR", "COLVAR")
+
+
+def _run_files(path: Path, prefix: str, single: str, inner: str = "") -> list[Path]:
+    if path.is_file():
+        return [path]
+    numbered = {
+        int(p.name[len(prefix) :]): p / inner
+        for p in path.glob(f"{prefix}*")
+        if p.name[len(prefix) :].isdigit() and (p / inner).is_file()
+    }
+    if numbered:
+        return [numbered[k] for k in sorted(numbered)]
+    return [path / single] if (path / single).is_file() else []
+
+
+def read_hills(path: str | os.PathLike[str]) -> PlumedTable:
+    """All hills of a run, sorted by time: a HILLS file, or a directory holding
+    HILLS or the ``HILLS.<i>`` of multiple walkers (concatenated).
+
+    Rows of equal time keep walker order (stable sort), so the first ``n`` rows
+    are the hills deposited up to a simulation time by all walkers together.
+    """
+    return _concatenate(hills_files(path), path, "HILLS")
+
+
+def read_colvars(path: str | os.PathLike[str]) -> PlumedTable:
+    """All COLVAR samples of a run, sorted by time: a COLVAR file, or a directory
+    holding COLVAR or the ``walker_<i>/COLVAR`` of multiple walkers.
+
+    Sorting interleaves the walkers, so a leading fraction of the rows is the
+    same early part of every walker's trajectory and contiguous blocks of rows
+    are blocks of simulation time (for :func:`analysis.fes.fes_from_colvar`).
+    """
+    return _concatenate(colvar_files(path), path, "COLVAR")
+
+
+def _concatenate(
+    files: list[Path], path: str | os.PathLike[str], kind: str
+) -> PlumedTable:
+    if not files:
+        raise FileNotFoundError(
+            f"no {kind} file at {path}: expected a {kind} file or a run directory"
+        )
+    tables = [read_plumed_file(f) for f in files]
+    first = tables[0]
+    for f, t in zip(files[1:], tables[1:], strict=True):
+        if t.fields != first.fields or t.periodic != first.periodic:
+            raise ValueError(
+                f"{f} has columns {t.fields} (periodic {t.periodic}), {files[0]} "
+                f"has {first.fields} (periodic {first.periodic}): not one run"
+            )
+    data = np.concatenate([t.data for t in tables])
+    order = np.argsort(data[:, first.fields.index("time")], kind="stable")
+    return PlumedTable(first.fields, data[order], first.periodic, first.constants)
+
+
 def _plumed_number(text: str) -> float | None:
     """Value of a ``#! SET`` constant (a number, ``pi`` or ``-pi``), else None."""
     try:

@@ -3,7 +3,8 @@
 Private helper of :mod:`analysis.metad` (everything here is re-exported there),
 part of its one boundary between ASE and PLUMED units: the factors ``KJMOL``,
 ``NM`` and ``PS``, ASE's ``setMD*Units`` values, 0-based → 1-based atom indices,
-and the CV and METAD input lines (kJ/mol, nm, ps, rad).
+and the CV and METAD input lines (kJ/mol, nm, ps, rad), with the ``WALKERS_*``
+keywords of multiple-walkers runs (:class:`Walker`).
 """
 
 from __future__ import annotations
@@ -174,12 +175,89 @@ class MetadynamicsSettings:
             )
 
 
+@dataclass(frozen=True)
+class Walker:
+    """One of ``n_walkers`` metadynamics walkers sharing their hills on disk.
+
+    PLUMED's multiple walkers without MPI (Raiteri, Laio, Gervasio, Micheletti,
+    Parrinello, JPCB 110, 3533 (2006)): walker ``index`` writes its hills to
+    ``directory/HILLS.<index>`` and every ``read_stride`` steps reads the hills
+    the other walkers appended to their files, so all walkers feel one bias.
+
+    Parameters
+    ----------
+    n_walkers : int
+        Number of walkers, >= 1.
+    index : int
+        This walker, 0-based as PLUMED's ``WALKERS_ID`` (0 <= index < n_walkers).
+    directory : str or PathLike
+        Shared directory of the ``HILLS.<i>`` files; stored as an absolute path
+        (relative paths are resolved against the working directory).
+    read_stride : int, optional
+        Steps between reads of the other walkers' hills (``WALKERS_RSTRIDE``);
+        default: the deposition ``pace``.
+
+    Examples
+    --------
+    >>> Walker(2, 1, "/runs/mw").to_plumed(pace=500)
+    'FILE=HILLS WALKERS_N=2 WALKERS_ID=1 WALKERS_DIR=/runs/mw WALKERS_RSTRIDE=500'
+    >>> Walker(1, 0, "/runs/mw").to_plumed(pace=500)
+    'FILE=/runs/mw/HILLS.0'
+    """
+
+    n_walkers: int
+    index: int
+    directory: str | os.PathLike[str]
+    read_stride: int | None = None
+
+    def __post_init__(self) -> None:
+        # absolute now: PLUMED runs in each walker's own working directory
+        object.__setattr__(self, "directory", str(Path(self.directory).resolve()))
+        stride_ok = self.read_stride is None or self.read_stride >= 1
+        if not (self.n_walkers >= 1 and 0 <= self.index < self.n_walkers):
+            raise ValueError(
+                f"expected n_walkers >= 1 and 0 <= index < n_walkers (0-based), got "
+                f"n_walkers={self.n_walkers}, index={self.index}"
+            )
+        if not stride_ok or any(c.isspace() for c in str(self.directory)):
+            raise ValueError(
+                f"expected read_stride >= 1 (or None for the pace) and a directory "
+                f"without spaces (PLUMED splits its input on them), got read_stride="
+                f"{self.read_stride}, directory {self.directory!r}"
+            )
+
+    @property
+    def hills_file(self) -> Path:
+        """Absolute path of this walker's hills, ``directory/HILLS.<index>``."""
+        return Path(self.directory) / f"HILLS.{self.index}"
+
+    def to_plumed(self, pace: int) -> str:
+        """``FILE`` and ``WALKERS_*`` keywords of the METAD line.
+
+        PLUMED ignores ``WALKERS_DIR`` for a single walker (it would write HILLS
+        in its working directory), so one walker gets ``FILE=<dir>/HILLS.0``.
+        """
+        if self.n_walkers == 1:
+            return f"FILE={self.hills_file}"
+        return (
+            f"FILE=HILLS WALKERS_N={self.n_walkers} WALKERS_ID={self.index} "
+            f"WALKERS_DIR={self.hills_file.parent} "
+            f"WALKERS_RSTRIDE={self.read_stride or pace}"
+        )
+
+
 def build_plumed_input(
     cvs: Sequence[CollectiveVariable],
     settings: MetadynamicsSettings,
     work_dir: str | os.PathLike[str] = ".",
+    walker: Walker | None = None,
 ) -> list[str]:
-    """PLUMED input lines: CVs, METAD (file HILLS) and PRINT (file COLVAR)."""
+    """PLUMED input lines: CVs, METAD (file HILLS) and PRINT (file COLVAR).
+
+    With ``walker`` (:class:`Walker`) PLUMED writes the hills to
+    ``walker.hills_file`` (``<shared dir>/HILLS.<index>``) and, for two or more
+    walkers, reads the other walkers' files (``WALKERS_*`` keywords).
+    """
     n = len(cvs)
     sigma = settings.sigma * n if len(settings.sigma) == 1 else settings.sigma
     grid = settings.grid
@@ -195,7 +273,8 @@ def build_plumed_input(
     metad = (
         f"metad: METAD ARG={args} HEIGHT={settings.height_kJmol:g} "
         f"SIGMA={','.join(f'{s:g}' for s in sigma)} BIASFACTOR={settings.biasfactor:g} "
-        f"PACE={settings.pace} TEMP={settings.temperature_K:g} FILE=HILLS"
+        f"PACE={settings.pace} TEMP={settings.temperature_K:g} "
+        + (walker.to_plumed(settings.pace) if walker else "FILE=HILLS")
     )
     printed = f"{args},metad.bias"
     if grid is not None:

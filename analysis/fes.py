@@ -12,6 +12,11 @@ Two estimators, both in numpy (no PLUMED needed to analyse a finished run):
   (2015)), else the final bias from HILLS; error bars come from block analysis
   (independent contiguous blocks of the trajectory).
 
+Multiple walkers (:func:`analysis.metad.run_walkers`) share one bias, so their
+estimate is minus the sum of the hills of all ``HILLS.<i>`` (each already scaled
+by γ/(γ-1)); pass the run directory, read with :func:`read_hills` and
+:func:`read_colvars` (all walkers, rows sorted by time).
+
 CV values stay in PLUMED units (nm, rad); free energies are returned in eV (ASE
 units), converted once from PLUMED's kJ/mol when a file is read.
 """
@@ -31,9 +36,13 @@ from analysis._fes_minima import find_minima, summarize
 from analysis._fes_tools import (
     PlumedTable,
     Range,
+    colvar_files,
     final_bias,
     hills_bias,
+    hills_files,
     make_grid,
+    read_colvars,
+    read_hills,
     read_plumed_file,
 )
 from analysis.metad import KJMOL, kT_kJmol
@@ -45,13 +54,17 @@ __all__ = [
     "FreeEnergySurface",
     "PlumedTable",
     "Range",
+    "colvar_files",
     "fes_from_colvar",
     "fes_from_hills",
     "final_bias",
     "find_minima",
     "format_fes",
     "hills_bias",
+    "hills_files",
     "plot_fes",
+    "read_colvars",
+    "read_hills",
     "read_plumed_file",
     "summarize",
 ]
@@ -97,18 +110,24 @@ def fes_from_hills(
     ranges: list[Range] | None = None,
     n_hills: int | None = None,
 ) -> FreeEnergySurface:
-    """Free energy -Σ hills from a (well-tempered) HILLS file; see module docstring.
+    """Free energy -Σ hills from a (well-tempered) run; see module docstring.
 
     Parameters
     ----------
+    hills : path or PlumedTable
+        A HILLS file, or a run directory with HILLS or the ``HILLS.<i>`` of
+        multiple walkers (all summed, :func:`read_hills`).
     cv_names : list of str, optional
         1 or 2 CVs (default: every CV with a ``sigma_`` column).
     ranges : list of (float, float), optional
         Grid range per CV in CV units (default: periodic domain or hills ± 3σ).
     n_hills : int, optional
-        Use only the first ``n_hills`` hills (convergence checks).
+        Use only the first ``n_hills`` hills in time (convergence checks). With
+        several walkers these are the hills all walkers deposited up to one
+        simulation time (about ``n_hills / n_walkers`` each); a PlumedTable is
+        used in its own row order.
     """
-    table = hills if isinstance(hills, PlumedTable) else read_plumed_file(hills)
+    table = hills if isinstance(hills, PlumedTable) else read_hills(hills)
     names = _cv_names(table, cv_names)
     periodic = [table.periodic.get(n) for n in names]
     values = [table[n][:n_hills] for n in names]
@@ -139,9 +158,12 @@ def fes_from_colvar(
     Weights are exp(V_r/kT) with V_r = ``metad.rbias`` if printed, else the final
     bias from ``hills`` (first ``discard_fraction`` of the samples is dropped).
     The samples are split into ``n_blocks`` contiguous blocks; the error is the
-    standard error of the block histograms, σ_F = kT σ_P / P.
+    standard error of the block histograms, σ_F = kT σ_P / P. ``colvar`` and
+    ``hills`` may be run directories (multiple walkers: every
+    ``walker_<i>/COLVAR`` and ``HILLS.<i>``, samples sorted by time, so the
+    discarded fraction and each block cover the same times of every walker).
     """
-    table = colvar if isinstance(colvar, PlumedTable) else read_plumed_file(colvar)
+    table = colvar if isinstance(colvar, PlumedTable) else read_colvars(colvar)
     names = cv_names or [f for f in table.fields[1:] if "." not in f]
     if not 1 <= len(names) <= 2:
         raise ValueError(f"expected 1 or 2 CVs, got {names}; pass cv_names=[...]")
@@ -151,7 +173,7 @@ def fes_from_colvar(
     if "metad.rbias" in table.fields:
         logw = table["metad.rbias"][first:] / kt
     elif hills is not None:
-        h = hills if isinstance(hills, PlumedTable) else read_plumed_file(hills)
+        h = hills if isinstance(hills, PlumedTable) else read_hills(hills)
         logw = final_bias(h, names, samples) / kt
     else:
         raise ValueError("COLVAR has no metad.rbias column: pass hills= to reweight")

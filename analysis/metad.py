@@ -19,7 +19,8 @@ processes keep the user's environment. PLUMED prints ``+++ Loading the PLUMED
 kernel runtime +++`` on stderr when it loads: harmless.
 
 CV shorthands, PLUMED input lines and the unit factors live in the private
-:mod:`analysis._plumed_input` and are re-exported here.
+:mod:`analysis._plumed_input`, multiple walkers sharing one bias
+(:func:`run_walkers`) in :mod:`analysis._walkers`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from analysis._plumed_input import (
     PS,
     CollectiveVariable,
     MetadynamicsSettings,
+    Walker,
     build_plumed_input,
     include_plumed_file,
     kT_kJmol,
@@ -53,6 +55,7 @@ from analysis._plumed_input import (
     plumed_atoms,
     plumed_md_units,
 )
+from analysis._walkers import WalkersRun, run_walkers
 from asecalc.fileio import atomic_write, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -67,6 +70,8 @@ __all__ = [
     "MetadynamicsRun",
     "MetadynamicsSettings",
     "PlumedInputError",
+    "Walker",
+    "WalkersRun",
     "build_plumed_input",
     "energy_units_ignored",
     "find_plumed_kernel",
@@ -77,6 +82,7 @@ __all__ = [
     "plumed_atoms",
     "plumed_md_units",
     "run_metadynamics",
+    "run_walkers",
 ]
 
 NO_KERNEL_FIX = (
@@ -239,12 +245,17 @@ def make_plumed_calculator(
 
 @dataclass
 class MetadynamicsRun:
-    """A finished run: COLVAR and HILLS paths (PLUMED units), step counts, wall time."""
+    """A finished run: COLVAR and HILLS paths (PLUMED units), step counts, wall time.
+
+    ``hills_file``: where this run's hills are, if not ``output_dir/HILLS`` (a
+    walker's ``HILLS.<i>`` in the shared directory).
+    """
 
     output_dir: Path
     n_steps: int
     total_steps: int
     wall_time_s: float
+    hills_file: Path | None = None
 
     @property
     def colvar(self) -> Path:
@@ -254,7 +265,7 @@ class MetadynamicsRun:
     @property
     def hills(self) -> Path:
         """HILLS: deposited Gaussians, heights in kJ/mol."""
-        return self.output_dir / "HILLS"
+        return self.hills_file or self.output_dir / "HILLS"
 
 
 def run_metadynamics(
@@ -269,6 +280,7 @@ def run_metadynamics(
     seed: int = 0,
     restart: bool = False,
     trajectory_interval: int = 100,
+    hills_file: str | os.PathLike[str] | None = None,
 ) -> MetadynamicsRun:
     """Langevin MD biased by PLUMED; COLVAR, HILLS, trajectory.traj in ``output_dir``.
 
@@ -277,17 +289,24 @@ def run_metadynamics(
     ``restart=True`` extends the run in ``output_dir`` from the positions and
     momenta of ``restart.traj`` and its step count, with PLUMED RESTART reading
     HILLS back so no bias is lost (``atoms`` gives masses, constraints).
+    ``hills_file`` is where the METAD line writes the hills when that is not
+    ``output_dir/HILLS`` (walkers: ``HILLS.<i>`` of the shared directory, see
+    :func:`run_walkers`); a restart needs it to exist.
     """
     from ase.io import Trajectory, read
     from ase.md.langevin import Langevin
 
     out = Path(output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    hills = Path(hills_file).resolve() if hills_file is not None else None
     atoms = atoms.copy()
     state = {"total_steps": 0, "plumed_step": 0}
     if restart:
-        if not (out / "metad.json").is_file() or not (out / "HILLS").is_file():
-            raise ValueError(f"cannot extend: no metad.json/HILLS in {out}; run first")
+        if not (out / "metad.json").is_file() or not (hills or out / "HILLS").is_file():
+            raise ValueError(
+                f"cannot extend: no metad.json in {out} or no {hills or 'HILLS'}; "
+                "run first"
+            )
         state = json.loads((out / "metad.json").read_text())
         last = cast(Atoms, read(out / "restart.traj", index=-1))
         atoms.positions, atoms.cell, atoms.pbc = last.positions, last.cell, last.pbc
@@ -322,7 +341,7 @@ def run_metadynamics(
     total = int(state["total_steps"]) + n_steps
     _save_restart(out, atoms, {"total_steps": total, "plumed_step": biased.istep})
     logger.info("metadynamics: %d steps in %.1f s (%d in total)", n_steps, wall, total)
-    return MetadynamicsRun(out, n_steps, total, wall)
+    return MetadynamicsRun(out, n_steps, total, wall, hills)
 
 
 def _save_restart(out: Path, atoms: Atoms, state: dict[str, Any]) -> None:

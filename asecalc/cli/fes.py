@@ -26,16 +26,28 @@ class CLICommand:
     Outputs in --output-dir: fes.dat (CVs, F and error in kJ/mol), fes.json
     (minima and barriers in kJ/mol, eV and kT), fes.png.
 
-    Example:
+    A run directory instead of a file reads every walker of a multiple-walkers
+    run (HILLS.0 ... HILLS.N-1, walker_<i>/COLVAR; `eformer metad --walkers`):
+    their hills are summed into one free energy, their COLVARs reweighted
+    together (rows sorted by time, so blocks are blocks of time).
+
+    Examples:
       eformer fes metad1/HILLS --temperature 300 --json
+      eformer fes mw1 --temperature 300 --json   # all walkers of mw1
     """
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         """Add the ``fes`` options."""
-        parser.add_argument("file", help="HILLS (or COLVAR with --method reweight)")
         parser.add_argument(
-            "--colvar", help="COLVAR for error bars (default: beside HILLS)"
+            "file",
+            help="HILLS (or COLVAR with --method reweight), or a run directory "
+            "(the HILLS.* and walker_*/COLVAR of multiple walkers)",
+        )
+        parser.add_argument(
+            "--colvar",
+            help="COLVAR for error bars (default: beside HILLS, or the run "
+            "directory's)",
         )
         parser.add_argument("--hills", help="HILLS for --method reweight without rbias")
         parser.add_argument("--temperature", type=float, default=300.0, help="K")
@@ -93,7 +105,7 @@ class CLICommand:
             surface = fes.fes_from_hills(
                 path, args.temperature, names, bins or 100, ranges
             )
-            colvar = Path(args.colvar) if args.colvar else path.with_name("COLVAR")
+            colvar = Path(args.colvar) if args.colvar else _beside(path, "COLVAR")
             hills = path
             names, bins = list(surface.cv_names), len(surface.axes[0])
             ranges = [
@@ -102,15 +114,16 @@ class CLICommand:
             ]
         else:
             colvar = path
-            hills = Path(args.hills) if args.hills else path.with_name("HILLS")
+            hills = Path(args.hills) if args.hills else _beside(path, "HILLS")
         error_note = None
-        if colvar.is_file():
+        colvars = fes.colvar_files(colvar)
+        if colvars:
             try:
                 rew = fes.fes_from_colvar(
                     colvar,
                     args.temperature,
                     names,
-                    hills if hills.is_file() else None,
+                    hills if fes.hills_files(hills) else None,
                     bins or 50,
                     ranges,
                     n_blocks=args.blocks,
@@ -125,9 +138,11 @@ class CLICommand:
                     surface.error = rew.error
                 else:
                     surface = rew
+                n = len(colvars)
+                source = colvars[0].name if n == 1 else f"COLVAR of {n} walkers"
                 error_note = (
                     f"block analysis ({args.blocks} blocks) of the reweighted "
-                    f"{colvar.name}, first {args.discard:.0%} discarded"
+                    f"{source}, first {args.discard:.0%} discarded"
                 )
         elif args.method == "reweight":
             raise FileNotFoundError(f"COLVAR {colvar} not found")
@@ -148,3 +163,8 @@ class CLICommand:
                     m["free_energy"]["kJmol"],
                 )
         return 0
+
+
+def _beside(path: Path, name: str) -> Path:
+    """The run directory itself, or the file ``name`` beside the file ``path``."""
+    return path if path.is_dir() else path.with_name(name)

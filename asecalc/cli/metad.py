@@ -37,6 +37,16 @@ class CLICommand:
       eformer metad ala2.pdb --plumed-input my_plumed.dat --steps 10000
       eformer metad ala2.pdb --restart --steps 100000 --output-dir metad1   # extend
       eformer fes metad1/HILLS --temperature 300 --json
+
+    Multiple walkers (--walkers N): N processes share one bias through
+    HILLS.0 ... HILLS.N-1 in --output-dir, each walker running in
+    --output-dir/walker_<i>/ (COLVAR, trajectory) with seed --seed + i, from the
+    structure or from frame i of --walker-starts (cycled). --restart extends
+    every walker; `eformer fes DIR` sums the hills of all walkers:
+      eformer metad ala2.pdb --cv 'phi=torsion:4,6,8,14' --walkers 2 \\
+          --steps 100000 --output-dir mw1
+      eformer metad ala2.pdb --restart --steps 100000 --output-dir mw1
+      eformer fes mw1 --temperature 300 --json
     """
 
     @staticmethod
@@ -90,6 +100,25 @@ class CLICommand:
             help="extend the run in --output-dir from its last frame and "
             "HILLS (PLUMED RESTART, no bias lost)",
         )
+        parser.add_argument(
+            "--walkers",
+            type=int,
+            default=None,
+            metavar="N",
+            help="multiple walkers sharing one bias, one process each (needs --cv)",
+        )
+        parser.add_argument(
+            "--walker-starts",
+            metavar="FILE",
+            help="ASE-readable file, one start frame per walker (cycled); "
+            "default: every walker starts from the structure",
+        )
+        parser.add_argument(
+            "--read-stride",
+            type=int,
+            default=None,
+            help="steps between reads of the other walkers' hills (default: pace)",
+        )
         parser.add_argument("--output-dir", default="metad-out")
         parser.add_argument("--json", action="store_true", help="print a JSON summary")
         add_calc_argument(parser)
@@ -104,6 +133,12 @@ class CLICommand:
 
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
+        if args.walkers is not None or (
+            args.restart and (out / "walkers.json").is_file()
+        ):
+            return _run_walkers(args, out, metad)
+        if args.walker_starts or args.read_stride:
+            raise ValueError("--walker-starts and --read-stride need --walkers N")
         lines = _plumed_lines(args, out, metad)
         atoms = cast("Atoms", read(args.structure))
         calc = _make_calc(args)
@@ -162,8 +197,6 @@ def _make_calc(args: argparse.Namespace) -> Any:
 
 def _plumed_lines(args: argparse.Namespace, out: Path, metad: Any) -> list[str]:
     """PLUMED input lines from --plumed-input, --cv, or the saved run (--restart)."""
-    from dataclasses import asdict
-
     from asecalc.cli._common import write_text_atomic
 
     if args.plumed_input and args.cv:
@@ -174,6 +207,18 @@ def _plumed_lines(args: argparse.Namespace, out: Path, metad: Any) -> list[str]:
         if args.restart and (out / "plumed.dat").is_file():
             return ["INCLUDE FILE=plumed.dat"]
         raise ValueError("expected at least one --cv SPEC or --plumed-input FILE")
+    cvs, settings = _cvs_and_settings(args, out, metad)
+    lines = metad.build_plumed_input(cvs, settings, out)
+    write_text_atomic(out / "plumed.dat", "\n".join(lines) + "\n")
+    return lines
+
+
+def _cvs_and_settings(
+    args: argparse.Namespace, out: Path, metad: Any
+) -> tuple[list[Any], Any]:
+    """CVs and METAD settings from --cv/--height/..., saved to settings.json."""
+    from dataclasses import asdict
+
     cvs = [metad.parse_cv(spec, f"cv{k + 1}") for k, spec in enumerate(args.cv)]
     pis = {"pi": math.pi, "-pi": -math.pi}
     grid = tuple(
@@ -188,7 +233,90 @@ def _plumed_lines(args: argparse.Namespace, out: Path, metad: Any) -> list[str]:
         colvar_stride=args.colvar_stride,
         grid=grid or None,
     )
-    lines = metad.build_plumed_input(cvs, settings, out)
-    write_text_atomic(out / "plumed.dat", "\n".join(lines) + "\n")
     write_json_atomic(out / "settings.json", {"cvs": args.cv, **asdict(settings)})
-    return lines
+    return cvs, settings
+
+
+def _saved_cvs_and_settings(out: Path, metad: Any) -> tuple[list[Any], Any]:
+    """CVs and METAD settings of the run in ``out`` (settings.json)."""
+    import json
+
+    path = out / "settings.json"
+    if not path.is_file():
+        raise ValueError(f"cannot extend: no settings.json in {out}; pass --cv again")
+    saved = json.loads(path.read_text())
+    specs = saved.pop("cvs")
+    cvs = [metad.parse_cv(spec, f"cv{k + 1}") for k, spec in enumerate(specs)]
+    saved["sigma"] = tuple(saved["sigma"])
+    if saved["grid"] is not None:
+        saved["grid"] = tuple(tuple(g) for g in saved["grid"])
+    return cvs, metad.MetadynamicsSettings(**saved)
+
+
+def _run_walkers(args: argparse.Namespace, out: Path, metad: Any) -> int:
+    """``--walkers N``: N processes sharing one bias (analysis.metad.run_walkers)."""
+    import functools
+
+    from ase import units
+    from ase.io import read
+
+    from asecalc.cli._common import make_calculator
+
+    if args.plumed_input:
+        raise ValueError(
+            "--walkers needs --cv shorthands: a raw --plumed-input has one METAD "
+            "line for all walkers (run your own inputs with WALKERS_N, WALKERS_ID, "
+            "WALKERS_DIR and WALKERS_RSTRIDE on the METAD line instead)"
+        )
+    if not args.cv and not args.restart:
+        raise ValueError("expected at least one --cv SPEC with --walkers")
+    if args.cv:
+        cvs, settings = _cvs_and_settings(args, out, metad)
+    else:
+        cvs, settings = _saved_cvs_and_settings(out, metad)
+    starts = cast(
+        "list[Atoms]",
+        read(args.walker_starts, index=":")
+        if args.walker_starts
+        else [read(args.structure)],
+    )
+    result = metad.run_walkers(
+        starts,
+        functools.partial(make_calculator, args.calc, args.device),
+        cvs,
+        settings,
+        args.steps,
+        out,
+        n_walkers=args.walkers,
+        read_stride=args.read_stride,
+        timestep=args.timestep * units.fs,
+        friction=args.friction / units.fs,
+        seed=args.seed,
+        restart=args.restart,
+        trajectory_interval=args.trajectory_interval,
+    )
+    ns = args.steps * args.timestep * 1e-6  # per walker
+    summary = {
+        "output_dir": str(result.output_dir),
+        "walkers": len(result.runs),
+        "steps": args.steps,
+        "total_steps": result.total_steps,
+        "timestep_fs": args.timestep,
+        "simulated_ns_per_walker": ns,
+        "wall_time_s": result.wall_time_s,
+        "wall_hours_per_ns_per_walker": result.wall_time_s / 3600 / ns if ns else None,
+        "files": {
+            "hills": [str(p) for p in result.hills],
+            "colvar": [str(p) for p in result.colvars],
+            "walkers": str(result.output_dir / "walkers.json"),
+        },
+        "next": f"eformer fes {out} --temperature {settings.temperature_K:g}",
+    }
+    write_json_atomic(out / "summary.json", summary)
+    if args.json:
+        print_json(summary)
+    else:
+        logger.info(
+            "wrote %s: %d walkers, %.1f s", out, len(result.runs), result.wall_time_s
+        )
+    return 0
