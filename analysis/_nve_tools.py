@@ -1,12 +1,14 @@
-"""Helpers of :mod:`analysis.nve`: degrees of freedom, minimum distance, plot."""
+"""Helpers of :mod:`analysis.nve`: degrees of freedom, minimum distance, plot, files."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from ase import Atoms, units
+from ase.io import Trajectory
 from ase.neighborlist import neighbor_list
 from scipy.spatial.distance import pdist
 
@@ -14,6 +16,8 @@ from asecalc.fileio import atomic_write
 
 if TYPE_CHECKING:
     from analysis.nve import DriftReport
+
+logger = logging.getLogger(__name__)
 
 #: Pairs farther apart than this (Å) are not searched for the minimum distance.
 DISTANCE_SEARCH_CUTOFF = 4.0
@@ -120,3 +124,30 @@ def plot_energies(report: DriftReport, path: str | Path) -> Path:
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     return path
+
+
+def truncate_trajectory(path: Path, n_frames: int) -> None:
+    """Keep the first ``n_frames`` frames of the trajectory ``path`` (atomically).
+
+    Raises ValueError if it holds fewer (removed or damaged since the checkpoint).
+    """
+    with Trajectory(path) as reader:
+        n_found = len(reader)
+        if n_found < n_frames:
+            raise ValueError(
+                f"{path} holds {n_found} frames but the checkpoint was written after "
+                f"frame {n_frames}: the trajectory was removed or damaged; restore it "
+                "or start a new run in another output_dir"
+            )
+        if n_found == n_frames:
+            return
+
+        def copy(tmp: str) -> None:
+            with Trajectory(tmp, "w") as writer:
+                for index in range(n_frames):
+                    writer.write(reader[index])
+
+        atomic_write(path, copy)
+    logger.info(
+        "dropped %d frames of %s written after the checkpoint", n_found - n_frames, path
+    )

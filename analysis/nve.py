@@ -5,7 +5,9 @@ Langevin dynamics, runs velocity-Verlet NVE and returns a :class:`DriftReport`:
 the drift of the total energy (slope of a linear fit, meV/atom/ps), its
 fluctuation, the temperature, blow-up diagnostics and the Jacobian asymmetry λ of
 the forces (:mod:`analysis.jacobian`), which tells a non-conservative force field
-from a conservative one.
+from a conservative one. Runs of hours or days checkpoint to ``output_dir``
+(``checkpoint_interval``) and continue after a kill (``resume=True``) with the
+report of an uninterrupted run; the loop lives in :mod:`analysis._nve_run`.
 
 Velocity Verlet has a bounded (shadow-Hamiltonian) energy error of order
 ``dt²`` and no systematic drift for a conservative, smooth force field [1]_, so a
@@ -22,19 +24,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms, units
-from ase.io import Trajectory, write
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, ZeroRotation
-from ase.md.verlet import VelocityVerlet
 from numpy.typing import NDArray
 
+from analysis._nve_run import NVERun, refuse_to_overwrite
 from analysis._nve_tools import (
     check_arguments,
     degrees_of_freedom,
@@ -127,8 +127,14 @@ def run_nve(
     min_distance: float = 0.5,
     max_force: float = 50.0,
     max_excursion_per_atom: float = 1.0,
+    checkpoint_interval: int = 0,
+    resume: bool = False,
 ) -> DriftReport:
     """Run Langevin equilibration (optional), then NVE, and measure energy drift.
+
+    Long runs can be checkpointed and resumed: velocity Verlet is deterministic
+    given positions and momenta, so a run killed and resumed gives the report of
+    one run in one go (energy series equal to round-off, wall time aside).
 
     Parameters
     ----------
@@ -153,8 +159,8 @@ def run_nve(
     trajectory_interval : int
         Steps between trajectory frames (if ``output_dir`` is given).
     output_dir : str or Path, optional
-        Where ``nve.traj``, ``energies.png`` and, after a blow-up, ``last_good.xyz``
-        are written. Nothing is written if None.
+        Where ``nve.traj``, ``energies.png``, the checkpoint and, after a blow-up,
+        ``last_good.xyz`` are written. Nothing is written if None.
     jacobian_frames : int
         Number of frames (spread over the run) on which the Jacobian asymmetry λ
         is computed; 0 to skip. Each costs ``6 * min(n_atoms, 32)`` force calls.
@@ -166,41 +172,80 @@ def run_nve(
         A force component above this (eV/Å) is a blow-up.
     max_excursion_per_atom : float
         A change of total energy above this (eV/atom) is a blow-up.
+    checkpoint_interval : int
+        With ``output_dir``, save a checkpoint every this many NVE steps (at step
+        0 after the equilibration, then every ``checkpoint_interval`` steps and at
+        the end) to ``output_dir/nve_checkpoint.npz``, atomically: positions (Å),
+        momenta (amu·Å/ASE time), cell, pbc, masses, numbers, the potential and
+        kinetic energy series so far (eV), the counters (steps done, wall time,
+        minimum distance, maximum force, Jacobian frames) and the arguments.
+        0 (default) writes none, or with ``resume`` keeps the stored interval.
+    resume : bool
+        Continue the run checkpointed in ``output_dir`` until ``n_steps`` NVE
+        steps in total (a larger ``n_steps`` extends a finished run) from the
+        saved positions and momenta: no new velocities, no equilibration.
+        ``atoms`` gives the species (checked), calculator and constraints;
+        ``timestep``, ``temperature_K``, ``seed``, ``equilibration_steps``,
+        ``friction``, ``check_interval`` and ``trajectory_interval`` must be those
+        of the checkpointed run. Frames of ``nve.traj`` written after the
+        checkpoint are dropped; the wall time adds up over the pieces (work lost
+        after the last checkpoint is not counted).
 
     Returns
     -------
     report : DriftReport
         On a blow-up the run stops, ``report.exploded`` is True, the reason is
         logged and stored, and the last frame that passed every check is saved.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``resume=True`` and ``output_dir`` holds no checkpoint.
+    FileExistsError
+        ``resume=False`` and ``output_dir`` holds a checkpoint (days of work
+        that a new run would overwrite).
+    ValueError
+        Arguments out of range, or a checkpoint of another run (the message
+        names the argument that differs).
     """
     check_arguments(temperature_K, timestep, n_steps, equilibration_steps)
     calc = calc if calc is not None else atoms.calc
     if calc is None:
         raise ValueError("no calculator: pass calc= or set atoms.calc")
+    if (checkpoint_interval > 0 or resume) and output_dir is None:
+        raise ValueError(
+            f"checkpoint_interval={checkpoint_interval}, resume={resume} need "
+            "output_dir: pass the directory that holds (or will hold) the checkpoint"
+        )
+    if checkpoint_interval < 0:
+        raise ValueError(
+            f"checkpoint_interval must be >= 0 steps, got {checkpoint_interval}"
+        )
     atoms = atoms.copy()
     atoms.calc = calc
-    rng = np.random.default_rng(seed)
     output = None if output_dir is None else Path(output_dir)
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
-    _seed_velocities(atoms, temperature_K, rng)
-    if equilibration_steps > 0:
-        logger.info("Langevin equilibration: %d steps", equilibration_steps)
-        langevin = Langevin(
-            atoms,
-            timestep,
-            temperature_K=temperature_K,
-            friction=friction,
-            fixcm=False,  # drift removed below; fixcm=True is deprecated
-            rng=rng,
-        )
-        langevin.run(equilibration_steps)
-        _remove_drift(atoms)
-    run = _NVERun(atoms, timestep, output, trajectory_interval)
+    arguments = {
+        "timestep": float(timestep),
+        "temperature_K": float(temperature_K),
+        "seed": int(seed),
+        "equilibration_steps": int(equilibration_steps),
+        "friction": float(friction),
+        "check_interval": int(check_interval),
+        "trajectory_interval": int(trajectory_interval),
+    }
+    if resume:
+        run = NVERun.from_checkpoint(atoms, arguments, output)
+        checkpoint_interval = checkpoint_interval or run.checkpoint_interval
+    else:
+        refuse_to_overwrite(output)
+        _start(atoms, temperature_K, timestep, equilibration_steps, friction, seed)
+        run = NVERun(atoms, arguments, output)
     run.limits = (min_distance, max_force, max_excursion_per_atom * len(atoms))
-    run.execute(n_steps, check_interval)
+    run.execute(n_steps, checkpoint_interval)
     asymmetries = _jacobian_on_frames(
-        run.frames, calc, jacobian_frames, jacobian_displacement
+        run.jacobian_candidates(), calc, jacobian_frames, jacobian_displacement
     )
     report = _build_report(run, temperature_K, timestep, n_steps, asymmetries)
     if output is not None:
@@ -222,9 +267,30 @@ def run_nve(
     return report
 
 
-def _seed_velocities(atoms: Atoms, temperature_K: float, rng: Any) -> None:
+def _start(
+    atoms: Atoms,
+    temperature_K: float,
+    timestep: float,
+    equilibration_steps: int,
+    friction: float,
+    seed: int,
+) -> None:
+    """Seed Maxwell-Boltzmann momenta, then equilibrate with Langevin (optional)."""
+    rng = np.random.default_rng(seed)
     thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
     _remove_drift(atoms)
+    if equilibration_steps > 0:
+        logger.info("Langevin equilibration: %d steps", equilibration_steps)
+        langevin = Langevin(
+            atoms,
+            timestep,
+            temperature_K=temperature_K,
+            friction=friction,
+            fixcm=False,  # drift removed below; fixcm=True is deprecated
+            rng=rng,
+        )
+        langevin.run(equilibration_steps)
+        _remove_drift(atoms)
 
 
 def _remove_drift(atoms: Atoms) -> None:
@@ -232,100 +298,6 @@ def _remove_drift(atoms: Atoms) -> None:
     Stationary(atoms)
     if not any(atoms.pbc) and len(atoms) > 2:
         ZeroRotation(atoms)
-
-
-class _NVERun:
-    """Velocity-Verlet loop with per-step sampling and blow-up checks."""
-
-    def __init__(
-        self, atoms: Atoms, timestep: float, output: Path | None, traj_interval: int
-    ) -> None:
-        self.atoms = atoms
-        self.timestep = timestep
-        self.output = output
-        self.traj_interval = max(int(traj_interval), 1)
-        self.limits = (0.5, 50.0, float(len(atoms)))
-        self.potential: list[float] = []
-        self.kinetic: list[float] = []
-        self.frames: list[Atoms] = []  # last-good copies, for the Jacobian
-        self.min_distance = np.inf
-        self.max_force = 0.0
-        self.reason: str | None = None
-        self.steps_done = 0
-        self.wall_time = 0.0
-        self.files: dict[str, str] = {}
-
-    def execute(self, n_steps: int, check_interval: int) -> None:
-        atoms = self.atoms
-        dyn = VelocityVerlet(atoms, timestep=self.timestep)
-        traj = None
-        if self.output is not None:
-            traj = Trajectory(self.output / "nve.traj", "w", atoms)
-            self.files["trajectory"] = str(self.output / "nve.traj")
-        last_good = atoms.copy()
-        frame_every = max(n_steps // 8, 1)
-        start = time.perf_counter()
-        try:
-            for step in range(n_steps + 1):
-                if step > 0:
-                    dyn.step()
-                full = step % check_interval == 0 or step == n_steps
-                self.reason = self._check(step, full)
-                if self.reason is not None:
-                    break
-                self.steps_done = step
-                if full:
-                    last_good = atoms.copy()
-                    if step % frame_every == 0:
-                        self.frames.append(last_good)
-                if traj is not None and step % self.traj_interval == 0:
-                    traj.write()
-        finally:
-            self.wall_time = time.perf_counter() - start
-            if traj is not None:
-                traj.close()
-        if self.reason is not None:
-            self._report_blow_up(last_good)
-
-    def _check(self, step: int, full: bool) -> str | None:
-        """Record energies at this step; return a blow-up reason or None."""
-        atoms = self.atoms
-        min_distance, max_force, max_excursion = self.limits
-        energy = atoms.get_potential_energy()
-        forces = atoms.get_forces()
-        kinetic = atoms.get_kinetic_energy()
-        if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
-            return f"non-finite energy or forces at step {step}"
-        force = float(np.abs(forces).max(initial=0.0))
-        self.max_force = max(self.max_force, force)
-        self.potential.append(energy)
-        self.kinetic.append(kinetic)
-        if force > max_force:
-            return f"force {force:.3g} eV/Å > max_force={max_force} at step {step}"
-        excursion = abs(energy + kinetic - self.potential[0] - self.kinetic[0])
-        if excursion > max_excursion:
-            return (
-                f"total energy changed by {excursion:.3g} eV > "
-                f"{max_excursion:.3g} eV (max_excursion_per_atom) at step {step}"
-            )
-        if full:
-            distance = minimum_distance(atoms)
-            self.min_distance = min(self.min_distance, distance)
-            if distance < min_distance:
-                return (
-                    f"atoms {distance:.3f} Å apart < min_distance={min_distance} Å "
-                    f"at step {step} (collapse: missing short-range repulsion?)"
-                )
-        return None
-
-    def _report_blow_up(self, last_good: Atoms) -> None:
-        message = f"NVE blow-up: {self.reason}; stopped after step {self.steps_done}"
-        if self.output is not None:
-            path = self.output / "last_good.xyz"
-            write(path, last_good, format="extxyz")
-            self.files["last_good"] = str(path)
-            message += f"; last good frame saved to {path}"
-        logger.error(message)
 
 
 def _jacobian_on_frames(
@@ -343,7 +315,7 @@ def _jacobian_on_frames(
 
 
 def _build_report(
-    run: _NVERun,
+    run: NVERun,
     temperature_K: float,
     timestep: float,
     n_steps_requested: int,

@@ -50,6 +50,19 @@ class CLICommand:
 
       eformer nve structure.xyz --temperature 300 --timestep 0.5 --steps 20000 --json
       eformer nve Cu.cif --calc emt --steps 2000
+
+    Long runs: --checkpoint-interval N saves the state every N NVE steps (and
+    at the end) to OUTPUT_DIR/nve_checkpoint.npz. To resume a killed run,
+    re-run the same command with --resume added: it continues velocity Verlet
+    from the saved positions and momenta (no new velocities, no equilibration;
+    the structure file only gives the species) up to --steps in total, drops
+    the frames of nve.traj written after the checkpoint, and gives the report
+    of an uninterrupted run (wall time aside: it adds up over the pieces).
+    --resume with a larger --steps extends a finished run.
+
+      eformer nve w.xyz --steps 100000 --checkpoint-interval 1000 --output-dir o
+      eformer nve w.xyz --steps 100000 --checkpoint-interval 1000 --output-dir o \\
+        --resume
     """
 
     @staticmethod
@@ -125,6 +138,25 @@ class CLICommand:
             help="blow-up if a force component exceeds this, in eV/Å (default 50)",
         )
         parser.add_argument(
+            "--checkpoint-interval",
+            type=int,
+            default=0,
+            metavar="STEPS",
+            help="every STEPS NVE steps (counted in steps, not fs) and at the end, "
+            "save atomically to OUTPUT_DIR/nve_checkpoint.npz: positions (Å), "
+            "momenta, cell, masses, numbers, the potential and kinetic energy of "
+            "every step so far (eV), counters (steps done, wall time, min distance, "
+            "max force, Jacobian frames) and the run's options; 0 = none (default; "
+            "with --resume: keep the stored interval)",
+        )
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run checkpointed in --output-dir up to --steps NVE "
+            "steps in total; pass the options of the first run (the timestep, "
+            "temperature, seed, equilibration, friction and intervals are checked)",
+        )
+        parser.add_argument(
             "--output-dir", default="nve-out", help="output folder (default nve-out)"
         )
         parser.add_argument(
@@ -157,6 +189,8 @@ class CLICommand:
             jacobian_displacement=args.jacobian_displacement,
             min_distance=args.min_distance,
             max_force=args.max_force,
+            checkpoint_interval=args.checkpoint_interval,
+            resume=args.resume,
         )
         data: dict[str, Any] = {
             "structure": str(args.structure),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from ase.cluster import Icosahedron
 from ase.io import read
 
 from analysis.jacobian import CurlForceCalculator, force_jacobian, jacobian_asymmetry
-from analysis.nve import run_nve
+from analysis.nve import DriftReport, run_nve
 from asecalc.cli.main import main
 
 CU_OMEGA_MAX = 2 * np.pi * 7.5e12 * 1e-15 / units.fs  # rad per ASE time unit
@@ -211,3 +212,180 @@ def test_cli_nve_blow_up_exits_nonzero(cu_bulk, tmp_path, capsys):
     assert code == 2
     assert "blew up" in capsys.readouterr().err
     assert (tmp_path / "o" / "last_good.xyz").exists()
+
+
+# --- checkpoint and resume -------------------------------------------------------
+
+#: Settings of the resume tests: 13-atom EMT cluster, 200 steps of 1 fs in total.
+RESUME_RUN = {"temperature_K": 300.0, "timestep": 1.0 * units.fs, "jacobian_frames": 3}
+#: Report fields that differ between a run in one go and a resumed one.
+UNEQUAL_FIELDS = {"wall_time_s", "steps_per_s", "files"}
+
+
+class SimulatedKill(Exception):
+    """Stands for the SIGKILL that ends a work session in the middle of a step."""
+
+
+class KilledEMT(Calculator):
+    """EMT that raises :class:`SimulatedKill` at its ``(n_calls + 1)``-th evaluation.
+
+    A failure injection around the real EMT (one evaluation per MD step).
+    """
+
+    implemented_properties: ClassVar[list[str]] = ["energy", "forces"]
+
+    def __init__(self, n_calls: int) -> None:
+        super().__init__()
+        self.emt, self.n_calls, self.calls = EMT(), n_calls, 0
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.calls += 1
+        if self.calls > self.n_calls:
+            raise SimulatedKill(f"killed in evaluation {self.calls}")
+        self.results = {
+            "energy": self.emt.get_potential_energy(self.atoms),
+            "forces": self.emt.get_forces(self.atoms),
+        }
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[DriftReport, Path]:
+    """200 NVE steps in one go, without checkpoints, and its output directory."""
+    output = tmp_path_factory.mktemp("uninterrupted")
+    report = run_nve(
+        Icosahedron("Cu", 2), EMT(), n_steps=200, output_dir=output, **RESUME_RUN
+    )
+    return report, output
+
+
+def assert_same_run(resumed: DriftReport, output: Path, uninterrupted) -> None:
+    """Same energy series, report (but wall time) and nve.traj as one run."""
+    reference, reference_dir = uninterrupted
+    np.testing.assert_allclose(
+        resumed.potential_energy, reference.potential_energy, rtol=0, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        resumed.kinetic_energy, reference.kinetic_energy, rtol=0, atol=1e-10
+    )
+    expected = reference.to_dict()
+    for key, value in resumed.to_dict().items():
+        if key in UNEQUAL_FIELDS:
+            continue
+        if isinstance(value, float) or key == "jacobian_asymmetry_frames":
+            assert value == pytest.approx(expected[key], rel=1e-8, abs=1e-12), key
+        else:
+            assert value == expected[key], key
+    frames = read(output / "nve.traj", ":")
+    reference_frames = read(reference_dir / "nve.traj", ":")
+    assert len(frames) == len(reference_frames) == 21
+    for frame, reference_frame in zip(frames, reference_frames, strict=True):
+        np.testing.assert_allclose(
+            frame.positions, reference_frame.positions, rtol=0, atol=1e-10
+        )
+
+
+def test_resumed_run_reproduces_uninterrupted_run(tmp_path, uninterrupted):
+    first = run_nve(
+        Icosahedron("Cu", 2), EMT(), n_steps=120, output_dir=tmp_path,
+        checkpoint_interval=40, **RESUME_RUN,
+    )  # fmt: skip
+    with np.load(tmp_path / "nve_checkpoint.npz") as checkpoint:
+        meta = json.loads(str(checkpoint["meta"]))
+        assert checkpoint["potential_energy"].shape == (121,)
+        np.testing.assert_array_equal(
+            checkpoint["kinetic_energy"], first.kinetic_energy
+        )
+        assert checkpoint["momenta"].shape == (13, 3)
+        assert checkpoint["momenta"].any()
+    assert meta["steps_done"] == 120
+    assert meta["arguments"]["timestep"] == pytest.approx(1.0 * units.fs)
+    assert meta["checkpoint_interval"] == 40
+    # a larger n_steps extends the finished run; the stored interval is kept
+    resumed = run_nve(
+        Icosahedron("Cu", 2), EMT(), n_steps=200, output_dir=tmp_path, resume=True,
+        **RESUME_RUN,
+    )  # fmt: skip
+    assert_same_run(resumed, tmp_path, uninterrupted)
+    assert resumed.n_steps == resumed.n_steps_requested == 200
+    assert resumed.wall_time_s > first.wall_time_s
+    with np.load(tmp_path / "nve_checkpoint.npz") as checkpoint:
+        assert json.loads(str(checkpoint["meta"]))["steps_done"] == 200
+
+
+def test_killed_run_resumes_where_it_stopped(tmp_path, uninterrupted):
+    # evaluation k + 1 is step k: killed in step 100, after the checkpoint at 80
+    with pytest.raises(SimulatedKill):
+        run_nve(
+            Icosahedron("Cu", 2), KilledEMT(n_calls=100), n_steps=200,
+            output_dir=tmp_path, checkpoint_interval=40, **RESUME_RUN,
+        )  # fmt: skip
+    with np.load(tmp_path / "nve_checkpoint.npz") as checkpoint:
+        assert json.loads(str(checkpoint["meta"]))["steps_done"] == 80
+    assert len(read(tmp_path / "nve.traj", ":")) == 10  # steps 0 to 90
+    resumed = run_nve(
+        Icosahedron("Cu", 2), EMT(), n_steps=200, output_dir=tmp_path,
+        checkpoint_interval=40, resume=True, **RESUME_RUN,
+    )  # fmt: skip
+    assert_same_run(resumed, tmp_path, uninterrupted)
+
+
+def test_resume_rejects_other_runs(cu_cluster, cu_bulk, tmp_path):
+    common = {"temperature_K": 300.0, "jacobian_frames": 0, "output_dir": tmp_path}
+    run_nve(
+        cu_cluster, EMT(), timestep=1.0 * units.fs, n_steps=20,
+        checkpoint_interval=10, **common,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"timestep=.*\(1 fs vs 2 fs\)"):
+        run_nve(
+            cu_cluster, EMT(), timestep=2.0 * units.fs, n_steps=40, resume=True,
+            **common,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="seed=0, this call has seed=1"):
+        run_nve(
+            cu_cluster, EMT(), timestep=1.0 * units.fs, n_steps=40, resume=True,
+            seed=1, **common,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match=r"holds 13 atoms \(Cu13\)"):
+        run_nve(
+            cu_bulk, EMT(), timestep=1.0 * units.fs, n_steps=40, resume=True,
+            **common,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="holds 20 NVE steps"):
+        run_nve(
+            cu_cluster, EMT(), timestep=1.0 * units.fs, n_steps=10, resume=True,
+            **common,
+        )  # fmt: skip
+    with pytest.raises(FileExistsError, match=r"resume=True \(--resume\)"):
+        run_nve(cu_cluster, EMT(), timestep=1.0 * units.fs, n_steps=20, **common)
+    with pytest.raises(FileNotFoundError, match="no NVE checkpoint"):
+        run_nve(cu_cluster, EMT(), n_steps=40, resume=True, output_dir=tmp_path / "new")
+    with pytest.raises(ValueError, match="need output_dir"):
+        run_nve(cu_cluster, EMT(), n_steps=40, checkpoint_interval=10)
+
+
+def test_cli_nve_resume_round_trip(cu_cluster, tmp_path, capsys):
+    structure = tmp_path / "cu13.xyz"
+    cu_cluster.write(structure)
+    base = ["nve", str(structure), "--calc", "emt", "--timestep", "1",
+            "--jacobian-frames", "0", "--json"]  # fmt: skip
+    code = main([*base, "--steps", "100", "--output-dir", str(tmp_path / "full")])
+    assert code == 0
+    full = json.loads(capsys.readouterr().out)
+    piece = [*base, "--checkpoint-interval", "20", "--output-dir", str(tmp_path / "o")]
+    assert main([*piece, "--steps", "60"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_steps"] == 60
+    assert main([*piece, "--steps", "100", "--resume"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["n_steps"] == 100
+    for key in ("drift_meV_per_atom_per_ps", "fluctuation_meV_per_atom",
+                "max_excursion_meV_per_atom", "temperature_K_mean"):  # fmt: skip
+        assert resumed[key] == pytest.approx(full[key], rel=1e-8), key
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["drift_meV_per_atom_per_ps"] == resumed["drift_meV_per_atom_per_ps"]
+    assert report["files"]["checkpoint"] == str(tmp_path / "o" / "nve_checkpoint.npz")
+    assert len(read(tmp_path / "o" / "nve.traj", ":")) == 11
+    code = main([*base, "--steps", "100", "--resume", "--output-dir",
+                 str(tmp_path / "empty")])  # fmt: skip
+    assert code == 2
+    assert "no NVE checkpoint" in capsys.readouterr().err
