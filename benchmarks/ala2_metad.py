@@ -179,6 +179,7 @@ def _run_walkers(
         )
         progress["wall_time_s"] += time.perf_counter() - t0
         walkers = json.loads(record.read_text())
+        progress["steps"] = min(walkers["steps"])
         progress["walker_steps"] = walkers["steps"]
         progress["walker_wall_time_s"] = walkers["wall_time_s"]
         write_json_atomic(args.output_dir / "progress.json", progress)
