@@ -176,17 +176,10 @@ class CLICommand:
             },
             "next": f"eformer fes {out / 'HILLS'} --temperature {args.temperature:g}",
         }
-        write_json_atomic(out / "summary.json", summary)
-        if args.json:
-            print_json(summary)
-        else:
-            logger.info(
-                "wrote %s (%.1f s, %.2f h/ns)",
-                out,
-                result.wall_time_s,
-                summary["wall_hours_per_ns"] or 0.0,
-            )
-        return 0
+        hours = summary["wall_hours_per_ns"] or 0.0
+        return _finish(
+            out, summary, args.json, f"{result.wall_time_s:.1f} s, {hours:.2f} h/ns"
+        )
 
 
 def _make_calc(args: argparse.Namespace) -> Any:
@@ -312,11 +305,19 @@ def _run_walkers(args: argparse.Namespace, out: Path, metad: Any) -> int:
         },
         "next": f"eformer fes {out} --temperature {settings.temperature_K:g}",
     }
+    return _finish(
+        out,
+        summary,
+        args.json,
+        f"{len(result.runs)} walkers, {result.wall_time_s:.1f} s",
+    )
+
+
+def _finish(out: Path, summary: dict[str, Any], as_json: bool, message: str) -> int:
+    """Write ``out/summary.json``; print it (``--json``) or log ``message``."""
     write_json_atomic(out / "summary.json", summary)
-    if args.json:
+    if as_json:
         print_json(summary)
     else:
-        logger.info(
-            "wrote %s: %d walkers, %.1f s", out, len(result.runs), result.wall_time_s
-        )
+        logger.info("wrote %s (%s)", out, message)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,9 @@ def bias_at(hills: fes.PlumedTable, x_nm: float) -> float:
     return float(fes.final_bias(hills, ["cv1"], np.array([[x_nm]]))[0])
 
 
-def run_toy_walkers(out: Path, n_steps: int, restart: bool = False):
+def run_toy_walkers(
+    out: Path, n_steps: int, restart: bool = False, executor: Executor | None = None
+):
     """Two walkers of the double well, both from the left well, seeds 3 and 4."""
     return metad.run_walkers(
         double_well_atoms(),
@@ -56,6 +58,7 @@ def run_toy_walkers(out: Path, n_steps: int, restart: bool = False):
         friction=0.02 / units.fs,
         seed=3,
         restart=restart,
+        executor=executor,
     )
 
 
@@ -64,7 +67,10 @@ def two_walkers(tmp_path_factory: pytest.TempPathFactory):
     """A finished two-walker run of N_STEPS steps each (shared by the tests)."""
     pytest.importorskip("plumed")
     out = tmp_path_factory.mktemp("walkers") / "run"
-    return run_toy_walkers(out, N_STEPS)
+    # one worker: walker 1 starts after walker 0 has finished, so what each walker
+    # can have read of the other's hills does not depend on the machine's load
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        return run_toy_walkers(out, N_STEPS, executor=pool)
 
 
 # ------------------------------------------------------------------ no kernel
@@ -187,31 +193,25 @@ def test_run_walkers_refuses_threads_lambdas_and_stale_hills(tmp_path: Path) -> 
 # ------------------------------------------------------------------ real kernel
 @pytest.mark.plumed
 def test_two_walkers_feel_each_others_hills(two_walkers) -> None:
-    """Concurrent walkers write HILLS.0/1 in the shared directory, and the bias each
-    walker prints holds the other's hills: on average over its COLVAR, it exceeds
-    what its own earlier hills give by about the other walker's earlier hills
-    (without sharing the excess would be 0), and it never exceeds all hills."""
+    """Walkers write HILLS.0/1 in the shared directory and read each other's:
+    walker 1, started after walker 0 finished, feels all of walker 0's hills on
+    top of its own from its first read on; walker 0 felt only its own."""
     out = two_walkers.output_dir
     assert two_walkers.hills == [out / "HILLS.0", out / "HILLS.1"]
     assert sorted(p.name for p in out.glob("walker_*/HILLS*")) == []
     hills = [fes.read_plumed_file(p) for p in two_walkers.hills]
     assert [len(h.data) for h in hills] == [N_STEPS // SETTINGS.pace] * 2
-    clocks = [(h["clock"].min(), h["clock"].max()) for h in hills]
-    assert max(c[0] for c in clocks) <= min(c[1] for c in clocks)  # ran together
     record = json.loads((out / "walkers.json").read_text())
     assert record["seeds"] == [3, 4]
     assert record["steps"] == two_walkers.total_steps == [N_STEPS, N_STEPS]
-    everything = fes.read_hills(out)
-    for k, colvar_path in enumerate(two_walkers.colvars):
-        rows = fes.read_plumed_file(colvar_path).data[1:]  # time, cv1, metad.bias
-        own = np.array([bias_at(hills_before(hills[k], t), x) for t, x in rows[:, :2]])
-        other = [bias_at(hills_before(hills[1 - k], t), x) for t, x in rows[:, :2]]
-        excess = rows[:, 2] - own  # kJ/mol
-        assert np.mean(other) > 0.5  # the walkers overlap: the test has teeth
-        assert np.mean(excess) > 0.5 * np.mean(other)
-        assert excess.min() > -0.05  # own hills always in (grid interpolation)
-        ceiling = [bias_at(everything, x) + 0.05 for x in rows[:, 1]]
-        assert np.all(rows[:, 2] < ceiling)
+    first, second = (fes.read_plumed_file(p).data[1:] for p in two_walkers.colvars)
+    own = np.array([bias_at(hills_before(hills[0], t), x) for t, x in first[:, :2]])
+    assert np.abs(first[:, 2] - own).max() < 0.05  # kJ/mol, grid interpolation
+    read = second[second[:, 0] > 0.04 + 1e-9]  # after its first read (step 10 of 4 fs)
+    other = np.array([bias_at(hills[0], x) for x in read[:, 1]])
+    mine = [bias_at(hills_before(hills[1], t), x) for t, x in read[:, :2]]
+    assert other.mean() > 0.5  # walker 0's hills matter where walker 1 went
+    assert np.abs(read[:, 2] - (other + mine)).max() < 0.05
 
 
 @pytest.mark.plumed

@@ -336,26 +336,18 @@ def test_resume_rejects_other_runs(cu_cluster, cu_bulk, tmp_path):
         cu_cluster, EMT(), timestep=1.0 * units.fs, n_steps=20,
         checkpoint_interval=10, **common,
     )  # fmt: skip
-    with pytest.raises(ValueError, match=r"timestep=.*\(1 fs vs 2 fs\)"):
-        run_nve(
-            cu_cluster, EMT(), timestep=2.0 * units.fs, n_steps=40, resume=True,
-            **common,
-        )  # fmt: skip
-    with pytest.raises(ValueError, match="seed=0, this call has seed=1"):
-        run_nve(
-            cu_cluster, EMT(), timestep=1.0 * units.fs, n_steps=40, resume=True,
-            seed=1, **common,
-        )  # fmt: skip
-    with pytest.raises(ValueError, match=r"holds 13 atoms \(Cu13\)"):
-        run_nve(
-            cu_bulk, EMT(), timestep=1.0 * units.fs, n_steps=40, resume=True,
-            **common,
-        )  # fmt: skip
-    with pytest.raises(ValueError, match="holds 20 NVE steps"):
-        run_nve(
-            cu_cluster, EMT(), timestep=1.0 * units.fs, n_steps=10, resume=True,
-            **common,
-        )  # fmt: skip
+    mismatches = [  # (structure, timestep in fs, n_steps, seed, expected message)
+        (cu_cluster, 2.0, 40, 0, r"timestep=.*\(1 fs vs 2 fs\)"),
+        (cu_cluster, 1.0, 40, 1, "seed=0, this call has seed=1"),
+        (cu_bulk, 1.0, 40, 0, r"holds 13 atoms \(Cu13\)"),
+        (cu_cluster, 1.0, 10, 0, "holds 20 NVE steps"),
+    ]
+    for atoms, timestep_fs, n_steps, seed, message in mismatches:
+        with pytest.raises(ValueError, match=message):
+            run_nve(
+                atoms, EMT(), timestep=timestep_fs * units.fs, n_steps=n_steps,
+                resume=True, seed=seed, **common,
+            )  # fmt: skip
     with pytest.raises(FileExistsError, match=r"resume=True \(--resume\)"):
         run_nve(cu_cluster, EMT(), timestep=1.0 * units.fs, n_steps=20, **common)
     with pytest.raises(FileNotFoundError, match="no NVE checkpoint"):
