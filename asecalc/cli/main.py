@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("train", "asecalc.cli.train"),
     ("eval", "asecalc.cli.evaluate"),
     ("datagen", "asecalc.cli.datagen"),
+    ("merge", "asecalc.cli.merge"),
     ("nve", "asecalc.cli.nve"),
     ("metad", "asecalc.cli.metad"),
     ("fes", "asecalc.cli.fes"),

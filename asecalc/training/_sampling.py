@@ -46,15 +46,15 @@ def strip_atoms(atoms: Atoms) -> Atoms:
 def label(atoms: Atoms, reference: Any) -> Atoms:
     """Return a copy of ``atoms`` holding reference energy, forces (and stress).
 
-    ``reference`` is a spec or factory (see ``datagen.build_calculator``) or an
-    ASE calculator. Stress (eV/Å³, Voigt) is computed for 3D periodic cells only.
+    ``reference`` is a spec or factory (see ``datagen.build_calculator``; a
+    calculator class such as ``EMT`` is a factory) or an ASE calculator. Stress
+    (eV/Å³, Voigt) is computed for 3D periodic cells only.
     """
     from asecalc.training.datagen import build_calculator
 
     work = atoms.copy()
-    work.calc = (
-        reference if hasattr(reference, "get_property") else build_calculator(reference)
-    )
+    is_instance = hasattr(reference, "get_property") and not isinstance(reference, type)
+    work.calc = reference if is_instance else build_calculator(reference)
     return _snapshot(work)
 
 

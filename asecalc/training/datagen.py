@@ -18,7 +18,6 @@ frame, source``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +30,7 @@ import numpy as np
 from ase import Atoms, units
 
 from asecalc.training._sampling import strip_atoms
+from asecalc.training.dbtools import geometry_uid, info_key_value_pairs, make_uid
 from asecalc.training.recipes import get_recipe
 
 logger = logging.getLogger(__name__)
@@ -79,11 +79,15 @@ class SamplingConfig:
 
 @dataclass
 class Task:
-    """One unit of worker work: frames sampled from one start, or given structures."""
+    """One unit of worker work: frames sampled from one start, or given structures.
+
+    ``frame_info`` (given structures) holds each frame's own key-value pairs.
+    """
 
     uids: list[str]
     info: dict[str, Any]
     atoms: list[Atoms]
+    frame_info: list[dict[str, Any]] | None = None
     sampler: str = "label"
     temperature_K: float = 0.0
     seed: int = 0
@@ -104,31 +108,6 @@ class DatagenSummary:
     failed: int = 0
     not_run: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
-
-
-def make_uid(*parts: Any) -> str:
-    """Return a 16-character hex hash of ``parts`` (a frame's identity).
-
-    ase.db refuses strings that parse as numbers (``"0991560e76431785"``), so
-    those few get a ``"u"`` prefix.
-    """
-    digest = hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
-    try:
-        float(digest)
-    except ValueError:
-        return digest
-    return f"u{digest}"
-
-
-def geometry_uid(atoms: Atoms) -> str:
-    """Return a uid from numbers, positions (1e-6 Å), cell and pbc of ``atoms``."""
-    arrays = (
-        atoms.numbers,
-        np.round(atoms.positions, 6),
-        np.round(atoms.cell[:], 6),
-        atoms.pbc,
-    )
-    return make_uid(*(a.tobytes().hex() for a in map(np.ascontiguousarray, arrays)))
 
 
 def method_name(reference: Reference) -> str:
@@ -208,6 +187,10 @@ def plan_recipe_tasks(
 def plan_file_tasks(paths: Iterable[str | Path], chunk: int = 4) -> list[Task]:
     """Return labelling tasks for every structure in files ase.io can read.
 
+    Scalar ``atoms.info`` entries of each frame (e.g. an extxyz comment's
+    ``config_type=...``) are kept as key-value pairs of its row
+    (:func:`~asecalc.training.dbtools.info_key_value_pairs`).
+
     Raises
     ------
     FileNotFoundError
@@ -221,7 +204,8 @@ def plan_file_tasks(paths: Iterable[str | Path], chunk: int = 4) -> list[Task]:
             raise FileNotFoundError(f"structure file {str(path)!r} not found")
         frames = read(path, index=":")
         for first in range(0, len(frames), chunk):
-            batch = [strip_atoms(a) for a in frames[first : first + chunk]]
+            originals = frames[first : first + chunk]
+            batch = [strip_atoms(a) for a in originals]
             tasks.append(
                 Task(
                     uids=[geometry_uid(a) for a in batch],
@@ -231,6 +215,7 @@ def plan_file_tasks(paths: Iterable[str | Path], chunk: int = 4) -> list[Task]:
                         "source": str(path),
                     },
                     atoms=batch,
+                    frame_info=[info_key_value_pairs(a.info) for a in originals],
                 )
             )
     return tasks
@@ -262,6 +247,7 @@ def run_task(task: Task, reference: Reference) -> tuple[list, list]:
             failures.append((uid, f"{type(err).__name__}: {err}"))
             continue
         kvp = {
+            **(task.frame_info[index] if task.frame_info else {}),
             **task.info,
             "uid": uid,
             "sampler": task.sampler,

@@ -20,25 +20,11 @@ for spec in train:11:40000 test:12:12000; do
   eformer datagen "$OUT/metad_$name/trajectory.traj" --reference xtb --workers 0 \
       --output "$OUT/ala2_metad_$name.db"
 done
-# tag the rows (recipe "ala2-metad") and append them to the project databases
-python - "$OUT" "$HERE/data" <<'PY'
-import sys
-from pathlib import Path
-
-import ase.db
-
-out, data = Path(sys.argv[1]), Path(sys.argv[2])
-for name, target in [("train", "xtb_chno_water.db"), ("test", "xtb_chno_water_test.db")]:
-    dst = ase.db.connect(data / target)
-    have = {row.uid for row in dst.select(recipe="ala2-metad")}
-    with dst:
-        for row in ase.db.connect(out / f"ala2_metad_{name}.db").select():
-            if row.uid in have:
-                continue
-            kv = dict(row.key_value_pairs)
-            kv.update(recipe="ala2-metad", structure="alanine_dipeptide",
-                      sampler="metad", temperature_K=300.0,
-                      source=f"eformer metad --calc xtb seed {11 if name == 'train' else 12}")
-            dst.write(row.toatoms(), key_value_pairs=kv)
-    print(target, dst.count(recipe="ala2-metad"), "ala2-metad rows")
-PY
+# tag the rows (recipe "ala2-metad") and append them to the project databases; frames
+# already there (same uid) are skipped, so re-running is safe
+for spec in train:11:xtb_chno_water.db test:12:xtb_chno_water_test.db; do
+  IFS=: read -r name seed target <<< "$spec"
+  eformer merge "$HERE/data/$target" "$OUT/ala2_metad_$name.db" --set recipe=ala2-metad \
+      --set structure=alanine_dipeptide --set sampler=metad --set temperature_K=300.0 \
+      --set "source=eformer metad --calc xtb seed $seed"
+done

@@ -43,39 +43,10 @@ for seed in 3 4; do
 done
 eformer datagen deepmd_test_every4.xyz --reference xtb --workers 0 --output deepmd_test.db
 eformer datagen deepmd_train_every8.xyz --reference xtb --workers 0 --output deepmd_train.db
-python - "$HERE" <<'PY'
-import sys
-from pathlib import Path
-
-import ase.db
-
-here = Path(sys.argv[1])
-deepmd = ("DeePMD-kit example water (deepmodeling/deepmd-kit@bc902da "
-          "examples/water/data), relabelled with GFN2-xTB")
-
-
-def merge(dst_path, sources):
-    dst = ase.db.connect(dst_path)
-    have = {row.uid for row in dst.select() if "uid" in row}
-    with dst:
-        for path, extra in sources:
-            n = 0
-            for row in ase.db.connect(path).select():
-                if row.uid in have:
-                    continue
-                have.add(row.uid)
-                kv = dict(row.key_value_pairs)
-                kv.update(extra)
-                dst.write(row.toatoms(), key_value_pairs=kv)
-                n += 1
-            print(f"{path}: {n} new rows -> {dst_path.name}")
-    print(dst.count(), "rows in", dst_path)
-
-
-water64 = {"recipe": "liquid-water-64", "structure": "water64_deepmd",
-           "sampler": "aimd-configs", "source": deepmd, "method": "GFN2-xTB"}
-merge(here / "data" / "xtb_chno_water.db",
-      [(Path("lw_seed2.db"), {}), (Path("g2_seed3.db"), {}), (Path("g2_seed4.db"), {}),
-       (Path("deepmd_train.db"), water64)])
-merge(here / "data" / "xtb_chno_water_test.db", [(Path("deepmd_test.db"), water64)])
-PY
+# append to the project databases; frames already there (same uid) are skipped
+eformer merge "$HERE/data/xtb_chno_water.db" lw_seed2.db g2_seed3.db g2_seed4.db
+water64=(--set recipe=liquid-water-64 --set structure=water64_deepmd --set sampler=aimd-configs
+         --set "source=DeePMD-kit example water (deepmodeling/deepmd-kit@bc902da examples/water/data), relabelled with GFN2-xTB"
+         --set method=GFN2-xTB)
+eformer merge "$HERE/data/xtb_chno_water.db" deepmd_train.db "${water64[@]}"
+eformer merge "$HERE/data/xtb_chno_water_test.db" deepmd_test.db "${water64[@]}"
