@@ -39,6 +39,8 @@
 #   ... STRATEGIES=random SUFFIX=_seed2 AL_ARGS="$A --random-seed 2"
 #   python benchmarks/al_vs_random_report.py OUT --runs uncertainty_window \
 #       uncertainty_window_seed1 random_seed2 --previous tutorials/data/al_vs_random.json
+# (Now a supported step: add "--fork-from OUT/uncertainty_window --fork-round 0" to
+# AL_ARGS instead of copying the folder and editing al_state.json.)
 # Their seed/test sets, labels, states and last-round models are in
 # benchmarks/results/al-vs-random/checkpoints: copy that folder to OUT and re-run with a
 # larger ROUNDS to extend them.

@@ -19,7 +19,9 @@ class CLICommand:
     largest σ on exploration is below --sigma-converged (eV/Å).
 
     Resumable: run the same command again after a crash or kill; nothing is
-    labelled twice (al_state.json is written after every phase).
+    labelled twice (al_state.json is written after every phase). --fork-from
+    starts a run from another run's labels and model at a round, to compare
+    settings from the same start.
 
     Examples:
       eformer al seed.db --reference xtb --explore md:300,600,900 \\
@@ -27,6 +29,8 @@ class CLICommand:
           --ensemble 4 --output-dir al1
       eformer al seed.db --reference mypkg.dft:MyCalculator --output-dir al2
       eformer al seed.db --strategy random --test test.db --output-dir rnd
+      eformer al seed.db --strategy random --fork-from al1 --fork-round 0 \\
+          --output-dir al1-random
     Exploration specs: 'md:T1,T2,...' (K), 'metad:CV[+CV...][@T]' with the CV
     shorthands of `eformer metad` (0-based atoms, e.g. 'torsion:4,6,8,14').
     Any TrainConfig / ModelConfig field is a flag: --train.max-steps 500.
@@ -179,6 +183,19 @@ class CLICommand:
             help="seed of exploration and selection",
         )
         add("--output-dir", default="al-out", help="where everything goes")
+        add(
+            "--fork-from",
+            metavar="RUN_DIR",
+            help="start --output-dir as a copy of this run's labels and model up "
+            "to --fork-round, then go on with this command's settings",
+        )
+        add(
+            "--fork-round",
+            type=int,
+            default=None,
+            help="round of --fork-from to branch after (default: its last "
+            "evaluated round)",
+        )
         add("--json", action="store_true", help="print the final report as JSON")
         add_dataclass_arguments(parser, "train", TrainConfig)
         add_dataclass_arguments(parser, "model", ModelConfig)
@@ -194,6 +211,19 @@ class CLICommand:
             import torch
 
             torch.set_num_threads(args.threads)
+        log = logging.getLogger("eformer.al")
+        if args.fork_from:
+            from asecalc.training.al_fork import fork_run
+
+            fork = fork_run(args.fork_from, args.output_dir, args.fork_round)
+            log.info(
+                "forked %s after round %d (%d labels)",
+                fork["source"],
+                fork["round"],
+                fork["n_labels"],
+            )
+        elif args.fork_round is not None:
+            raise ValueError("--fork-round needs --fork-from RUN_DIR")
         executor, close = _executor(args.executor, args.workers)
         try:
             report = ActiveLearning(config_from_args(args), executor=executor).run()
@@ -203,7 +233,6 @@ class CLICommand:
         if args.json:
             print_json(report)
         else:
-            log = logging.getLogger("eformer.al")
             log.info(
                 "%s; %d labels; report in %s/al_report.json",
                 report["stop_reason"],

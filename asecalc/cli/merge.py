@@ -42,6 +42,9 @@ class CLICommand:
             metavar="KEY=VALUE",
             help="key-value pair to set on every copied row (repeatable)",
         )
+        parser.add_argument(
+            "--select", help="ase.db query: copy only matching rows (e.g. 'recipe=g2')"
+        )
         parser.add_argument("--json", action="store_true", help="print a JSON summary")
 
     @staticmethod
@@ -52,7 +55,9 @@ class CLICommand:
         from asecalc.training.dbtools import merge_databases
 
         extra = dict(parse_pair(text) for text in args.set)
-        summary = merge_databases(args.destination, args.sources, extra=extra)
+        summary = merge_databases(
+            args.destination, args.sources, extra=extra, select=args.select
+        )
         if args.json:
             print_json(asdict(summary))
             return 0

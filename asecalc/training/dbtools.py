@@ -108,6 +108,7 @@ def merge_databases(
     destination: str | Path,
     sources: Iterable[str | Path | tuple[str | Path, Mapping[str, Any]]],
     extra: Mapping[str, Any] | None = None,
+    select: str | None = None,
 ) -> MergeSummary:
     """Copy the labelled rows of ``sources`` into ``destination``, once per uid.
 
@@ -121,6 +122,8 @@ def merge_databases(
         e.g. ``("new.db", {"recipe": "liquid-water-64"})``.
     extra : mapping, optional
         Key-value pairs set on every copied row (a source's own pairs win).
+    select : str, optional
+        ase.db query: copy only the source rows that match (e.g. ``"al_round<=2"``).
 
     Returns
     -------
@@ -158,7 +161,7 @@ def merge_databases(
     for path, pairs in plan:
         written = skipped = 0
         with dst:
-            for row in connect(path).select():
+            for row in connect(path).select(select):
                 uid = _row_uid(row)
                 if uid in have:
                     skipped += 1

@@ -21,6 +21,7 @@ from asecalc.training.al_explore import (
     explore,
     parse_explore,
 )
+from asecalc.training.al_fork import fork_run
 from asecalc.training.al_select import (
     acquisition_scores,
     farthest_point_sampling,
@@ -280,7 +281,7 @@ def _dying_emt():
     return _DyingEMT()
 
 
-def test_loop_resumes_after_interruptions_without_relabelling(tmp_path, rng):
+def test_loop_resumes_after_interruptions_without_relabelling_and_forks(tmp_path, rng):
     seed = tmp_path / "seed.db"
     with ase.db.connect(seed) as db:
         for k in range(10):
@@ -384,3 +385,29 @@ def test_loop_resumes_after_interruptions_without_relabelling(tmp_path, rng):
     assert rounds[1]["explore"]["n_candidates"] == 2 * 5
     assert (out / "al_report.png").exists()
     assert (out / "round_002" / "calibration_val.png").exists()
+
+    # --fork-from: a random-selection run that shares rounds 0-1 (labels, model 1)
+    fork = tmp_path / "fork"
+    fork_flags = [*flags[:-3], "--strategy", "random", "--random-seed", "5"]
+    fork_flags += ["--fork-from", str(out), "--fork-round", "1"]
+    with pytest.raises(ValueError, match="last evaluated round is 2"):
+        fork_run(out, tmp_path / "nowhere", round=3)
+    assert main(["al", *fork_flags, "--output-dir", str(fork), "--json"]) == 0
+    assert json.loads((fork / "fork.json").read_text())["n_labels"] == 13
+    fork_rows = ase.db.connect(fork / "labels.db").select()
+    forked = {row.uid: row.al_round for row in fork_rows}
+    parent = {row.uid: row.al_round for row in rows}
+    shared = {uid for uid, r in parent.items() if r <= 1}
+    assert len(forked) == 16
+    assert {uid for uid, r in forked.items() if r <= 1} == shared
+    assert sum(r == 2 for r in forked.values()) == 3
+    model_1 = (out / "round_001" / "train" / "model.pt").read_bytes()
+    assert (fork / "round_001" / "train" / "model.pt").read_bytes() == model_1
+    fork_report = json.loads((fork / "al_report.json").read_text())
+    assert fork_report["rounds"][1]["val"] == rounds[1]["val"]  # same model 1
+    assert fork_report["rounds"][1]["selected"]["strategy"] == "random"
+    # the same command resumes the finished fork; another run folder is refused
+    assert main(["al", *fork_flags, "--output-dir", str(fork)]) == 0
+    assert ase.db.connect(fork / "labels.db").count() == 16
+    with pytest.raises(ValueError, match="already holds"):
+        fork_run(fork, out, round=0)
