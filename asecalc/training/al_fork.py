@@ -65,6 +65,8 @@ def fork_run(
         If ``round`` was not evaluated in ``source``, or ``output_dir`` already
         holds another run.
     """
+    from ase.db import connect
+
     from asecalc.training.dbtools import merge_databases
 
     src, out = Path(source).resolve(), Path(output_dir).resolve()
@@ -129,8 +131,6 @@ def fork_run(
         "rounds": rounds,
     }
     write_json_atomic(out / "al_state.json", new_state)
-    from ase.db import connect
-
     record.update(n_labels=connect(labels).count(), complete=True)
     write_json_atomic(marker, record)
     return record
