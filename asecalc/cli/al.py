@@ -162,7 +162,9 @@ class CLICommand:
             metavar="LO,HI",
             help="trust window on a candidate's max force σ in eV/Å (DP-GEN "
             "f_trust_lo/hi): only candidates inside can be selected, by either "
-            "strategy; 'LO,' for no upper limit (default: all candidates)",
+            "strategy; 'LO,' for no upper limit; a bound pNN is that percentile "
+            "of the round's candidates' σ (',p90': all but the top 10 %%) "
+            "(default: all candidates)",
         )
         add(
             "--workers",
@@ -292,20 +294,26 @@ def config_from_args(args: Any) -> Any:
     )
 
 
-def parse_sigma_window(text: str | None) -> tuple[float, float | None]:
-    """``"0.05,0.3"`` -> (0.05, 0.3); ``"0.05,"`` -> (0.05, None); None -> (0, None)."""
+def parse_sigma_window(text: str | None) -> tuple[Any, Any]:
+    """``"0.05,0.3"`` -> (0.05, 0.3); ``"0.05,"`` -> (0.05, None); ``",p90"`` ->
+    (0.0, "p90") (a percentile of the round's candidates' σ); None -> (0, None)."""
+    from asecalc.training.al_select import check_sigma_window
+
     if text is None:
         return (0.0, None)
-    parts = text.split(",")
+    parts = [part.strip() for part in text.split(",")]
     try:
         if len(parts) != 2:
             raise ValueError
-        lo = float(parts[0] or 0.0)
-        hi = float(parts[1]) if parts[1].strip() else None
+        lo: Any = parts[0] if parts[0].startswith("p") else float(parts[0] or 0.0)
+        hi: Any = parts[1] if parts[1].startswith("p") else None
+        if hi is None and parts[1]:
+            hi = float(parts[1])
+        check_sigma_window((lo, hi))
     except ValueError:
         raise ValueError(
-            f"--sigma-window expects 'LO,HI' in eV/Å (e.g. 0.05,0.3 or 0.05,), "
-            f"got {text!r}"
+            f"--sigma-window expects 'LO,HI', each in eV/Å or a percentile pNN of "
+            f"the candidates' σ (e.g. 0.05,0.3 or 0.05, or ,p90), got {text!r}"
         ) from None
     return (lo, hi)
 

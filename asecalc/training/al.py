@@ -95,7 +95,7 @@ class ALConfig:
     exploration: ExploreSettings = field(default_factory=ExploreSettings)
     pool_factor: float = 3.0
     weights: tuple[float, float] = (0.0, 0.0)
-    sigma_window: tuple[float, float | None] = (0.0, None)
+    sigma_window: tuple[float | str, float | str | None] = (0.0, None)
     workers: int = 2
     seed: int = 0
 

@@ -14,6 +14,9 @@ strategy. Below ``lo`` the model is already accurate; above ``hi`` a frame is fa
 outside the data (for instance a high-temperature distortion that the target
 conditions never visit), and labels spent there do little for the region of
 interest. Fewer than ``n`` labels are taken when fewer candidates are inside.
+A bound may also be relative, ``"pNN"``: the NN-th percentile of the round's
+candidates' σ (``(0.0, "p90")`` leaves out the 10 % most uncertain), so the
+window needs no system-specific number.
 
 Descriptor of a structure: the mean and the maximum over its atoms of the
 per-atom invariant (0e) features entering the readout, shape (2 n_scalars,),
@@ -32,6 +35,9 @@ from ase import Atoms
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("uncertainty", "random")
+
+#: A trust-window bound: σ in eV/Å, a percentile "pNN" of the candidates' σ, or None.
+Bound = float | str | None
 
 
 def model_features(
@@ -215,14 +221,51 @@ def farthest_point_sampling(
     return picked
 
 
-def check_sigma_window(window: tuple[float, float | None]) -> None:
-    """Raise ValueError unless ``window`` is ``(lo, hi)`` with 0 <= lo < hi (eV/Å)."""
+def _percentile(bound: Bound) -> float | None:
+    """NN of a bound "pNN" (None for a number); ValueError if malformed."""
+    if not isinstance(bound, str):
+        return None
+    try:
+        q = float(bound[1:]) if bound[:1] == "p" else float("nan")
+    except ValueError:
+        q = float("nan")
+    if not 0 <= q <= 100:
+        raise ValueError(f"sigma window percentiles are 'p0'...'p100', got {bound!r}")
+    return q
+
+
+def check_sigma_window(window: tuple[Bound, Bound]) -> None:
+    """Raise ValueError unless ``window`` is a valid trust window ``(lo, hi)``.
+
+    Each bound is σ in eV/Å (lo >= 0) or a percentile ``"pNN"``; ``hi`` None
+    means no upper limit. Two bounds of the same kind must have lo < hi.
+    """
     lo, hi = window
-    if lo < 0 or (hi is not None and hi <= lo):
+    q_lo, q_hi = _percentile(lo), _percentile(hi)
+    ok = q_lo is not None or float(lo or 0.0) >= 0
+    if q_lo is not None and q_hi is not None:
+        ok = ok and q_lo < q_hi
+    elif q_lo is None and q_hi is None and hi is not None:
+        ok = ok and float(hi) > float(lo or 0.0)
+    if not ok:
         raise ValueError(
-            f"sigma window must be (lo, hi) with 0 <= lo < hi in eV/Å (hi None: "
-            f"no upper limit), got {window}"
+            f"sigma window must be (lo, hi) with 0 <= lo < hi in eV/Å or as "
+            f"percentiles 'pNN' (hi None: no upper limit), got {window}"
         )
+
+
+def resolve_sigma_window(
+    window: tuple[Bound, Bound], sigma: np.ndarray
+) -> tuple[float, float]:
+    """Absolute (lo, hi) in eV/Å: percentile bounds taken from ``sigma``."""
+    bounds = []
+    for bound, default in zip(window, (0.0, np.inf), strict=True):
+        q = _percentile(bound)
+        if q is not None:
+            bounds.append(float(np.percentile(sigma, q)) if len(sigma) else default)
+        else:
+            bounds.append(default if bound is None else float(bound))
+    return bounds[0], bounds[1]
 
 
 def select(
@@ -234,7 +277,7 @@ def select(
     labelled: Sequence[Atoms] = (),
     pool_factor: float = 3.0,
     weights: tuple[float, float] = (0.0, 0.0),
-    sigma_window: tuple[float, float | None] = (0.0, None),
+    sigma_window: tuple[Bound, Bound] = (0.0, None),
 ) -> list[int]:
     """Indices of the ``n`` candidates to label.
 
@@ -255,8 +298,9 @@ def select(
         FPS runs over the ``ceil(pool_factor × n)`` best-scored candidates.
     weights : (float, float)
         Extra acquisition weights (attention entropy, geometric outlier).
-    sigma_window : (float, float or None)
-        Trust window (lo, hi) on ``sigma_max`` in eV/Å; ``hi=None``: no limit.
+    sigma_window : (lo, hi)
+        Trust window on ``sigma_max``: eV/Å or percentiles ``"pNN"`` of the
+        candidates' σ; ``hi=None``: no limit.
 
     Returns
     -------
@@ -266,14 +310,15 @@ def select(
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     check_sigma_window(sigma_window)
-    lo, hi = sigma_window
     sigma_all = np.array([float(a.info["sigma_max"]) for a in candidates])
-    inside = np.flatnonzero((sigma_all >= lo) & (sigma_all <= (hi or np.inf)))
+    lo, hi = resolve_sigma_window(sigma_window, sigma_all)
+    inside = np.flatnonzero((sigma_all >= lo) & (sigma_all <= hi))
     if len(inside) < len(candidates):
         logger.info(
-            "trust window [%g, %s] eV/Å: %d of %d candidates inside",
+            "trust window %s = [%.4g, %.4g] eV/Å: %d of %d candidates inside",
+            sigma_window,
             lo,
-            "inf" if hi is None else f"{hi:g}",
+            hi,
             len(inside),
             len(candidates),
         )

@@ -151,10 +151,24 @@ def test_sigma_window_limits_both_strategies(ensemble_path, rng):
     assert len(select(candidates, 5, "random", rng, sigma_window=(0.9, None))) == 3
     with pytest.raises(ValueError, match="sigma window"):
         select(candidates, 5, "random", rng, sigma_window=(0.5, 0.1))
+    # relative bounds: percentiles of the candidates' σ (0, 0.05, ..., 1.0)
+    chosen = select(candidates, 21, "random", rng, sigma_window=(0.0, "p50"))
+    assert [candidates[i].info["sigma_max"] for i in chosen] == pytest.approx(
+        np.linspace(0.0, 0.5, 11)
+    )
+    chosen = select(candidates, 21, "random", rng, sigma_window=("p80", None))
+    assert len(chosen) == 5  # 0.8 ... 1.0
+    with pytest.raises(ValueError, match="percentiles"):
+        select(candidates, 5, "random", rng, sigma_window=(0.0, "p101"))
+    with pytest.raises(ValueError, match="sigma window"):
+        select(candidates, 5, "random", rng, sigma_window=("p90", "p10"))
     assert parse_sigma_window("0.05,0.3") == (0.05, 0.3)
     assert parse_sigma_window("0.05,") == (0.05, None)
-    with pytest.raises(ValueError, match="sigma-window"):
-        parse_sigma_window("0.3")
+    assert parse_sigma_window(",p90") == (0.0, "p90")
+    assert parse_sigma_window("p10, p95") == ("p10", "p95")
+    for bad in ("0.3", "0.3,0.1", ",q90", "p95,p5"):
+        with pytest.raises(ValueError, match="sigma-window"):
+            parse_sigma_window(bad)
 
 
 def test_exploration_stops_when_sigma_exceeds_threshold(ensemble_path, tmp_path, rng):
