@@ -36,11 +36,7 @@ def make_uid(*parts: Any) -> str:
     those few get a ``"u"`` prefix.
     """
     digest = hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
-    try:
-        float(digest)
-    except ValueError:
-        return digest
-    return f"u{digest}"
+    return f"u{digest}" if _is_number(digest) else digest
 
 
 def geometry_uid(atoms: Atoms) -> str:
