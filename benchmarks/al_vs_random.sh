@@ -44,6 +44,9 @@
 # Their seed/test sets, labels, states and last-round models are in
 # benchmarks/results/al-vs-random/checkpoints: copy that folder to OUT and re-run with a
 # larger ROUNDS to extend them.
+# All runs above used the pooled FPS descriptor (mean + max of the per-atom features); since
+# session 12 the default (--fps-descriptor auto) compares alanine dipeptide atom by atom. Add
+# "--fps-descriptor pooled" to AL_ARGS to extend those runs unchanged.
 set -euo pipefail
 
 OUT=${1:-al-vs-random}

@@ -167,6 +167,16 @@ class CLICommand:
             "(default: all candidates)",
         )
         add(
+            "--fps-descriptor",
+            choices=("auto", "pooled", "atoms"),
+            default="auto",
+            help="descriptor for diversity (farthest-point sampling): the model's "
+            "invariant features per atom, sorted within each element ('atoms'; "
+            "needs one composition), or their mean and max over atoms ('pooled'); "
+            "'auto' takes 'atoms' when all structures share one composition "
+            "(default: auto)",
+        )
+        add(
             "--workers",
             type=int,
             default=2,
@@ -289,6 +299,7 @@ def config_from_args(args: Any) -> Any:
         pool_factor=args.pool_factor,
         weights=(args.attention_weight, args.geometry_weight),
         sigma_window=parse_sigma_window(args.sigma_window),
+        descriptor=args.fps_descriptor,
         workers=args.workers,
         seed=args.random_seed,
     )

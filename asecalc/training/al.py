@@ -47,6 +47,7 @@ import numpy as np
 from asecalc.config import TrainConfig
 from asecalc.fileio import write_json_atomic
 from asecalc.training.al_explore import ExploreSettings, explore, parse_explore
+from asecalc.training.al_features import resolve_descriptor
 from asecalc.training.al_label import count_rows, percentiles
 from asecalc.training.al_select import STRATEGIES, check_sigma_window, select
 from asecalc.training.uncertainty import (
@@ -71,7 +72,7 @@ class ALConfig:
     or a picklable zero-argument factory; ``sigma_converged`` in eV/Å;
     ``label_budget`` counts new labels (seed excluded; default
     ``per_round × rounds``); ``weights`` are the extra acquisition weights
-    (attention entropy, geometric outlier).
+    (attention entropy, geometric outlier); ``descriptor`` the FPS descriptor.
     """
 
     seed_data: str
@@ -96,6 +97,7 @@ class ALConfig:
     pool_factor: float = 3.0
     weights: tuple[float, float] = (0.0, 0.0)
     sigma_window: tuple[float | str, float | str | None] = (0.0, None)
+    descriptor: str = "auto"
     workers: int = 2
     seed: int = 0
 
@@ -123,6 +125,7 @@ class ALConfig:
         for spec in self.explore:
             parse_explore(spec)
         check_sigma_window(self.sigma_window)
+        resolve_descriptor(self.descriptor)
 
     @property
     def budget(self) -> int:
@@ -177,7 +180,6 @@ class ActiveLearning:
         self.state_path = self.out / "al_state.json"
         self._calc: tuple[int, Any] | None = None
 
-    # ---- driver ----------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run (or resume) the loop to the end; return the report dict."""
         self.out.mkdir(parents=True, exist_ok=True)
@@ -254,7 +256,6 @@ class ActiveLearning:
         self._calc[1].reset()
         return self._calc[1]
 
-    # ---- phases ----------------------------------------------------------
     def _train(self, r: int, state: dict[str, Any], record: dict[str, Any]) -> None:
         from asecalc.training.run import TrainRequest, train_model
 
@@ -263,9 +264,7 @@ class ActiveLearning:
         if cfg.uncertainty == "dropout":
             overrides.setdefault("dropout", 0.1)
         has_val = count_rows(self.labels, "split=val") > 0
-        train = TrainConfig.from_dict(
-            {**cfg.train.to_dict(), "seed": cfg.train.seed + r}
-        )
+        train = dataclasses.replace(cfg.train, seed=cfg.train.seed + r)
         req = TrainRequest(
             data=str(self.labels),
             select="split=train",
@@ -356,8 +355,8 @@ class ActiveLearning:
         calc = self.calculator(r) if cfg.strategy == "uncertainty" else None
         labelled = read_labelled(self.labels, "split=train") if calc is not None else []
         rng = np.random.default_rng([cfg.seed, r, 2])
-        args = (calc, labelled, cfg.pool_factor, cfg.weights, cfg.sigma_window)
-        chosen = select(candidates, n, cfg.strategy, rng, *args)
+        args = (cfg.pool_factor, cfg.weights, cfg.sigma_window, cfg.descriptor)
+        chosen = select(candidates, n, cfg.strategy, rng, calc, labelled, *args)
         picked = [candidates[i] for i in chosen]
         val = set(
             np.random.default_rng([cfg.seed, r, 3])

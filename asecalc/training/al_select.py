@@ -18,9 +18,9 @@ A bound may also be relative, ``"pNN"``: the NN-th percentile of the round's
 candidates' σ (``(0.0, "p90")`` leaves out the 10 % most uncertain), so the
 window needs no system-specific number.
 
-Descriptor of a structure: the mean and the maximum over its atoms of the
-per-atom invariant (0e) features entering the readout, shape (2 n_scalars,),
-taken with a forward hook on ``model.readout``.
+Descriptors (:mod:`asecalc.training.al_features`): the model's per-atom
+invariant features, per atom when all structures share one composition and
+pooled over atoms otherwise (``descriptor="auto"``).
 """
 
 from __future__ import annotations
@@ -32,102 +32,14 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from asecalc.training.al_features import model_features, resolve_descriptor
+
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("uncertainty", "random")
 
 #: A trust-window bound: σ in eV/Å, a percentile "pNN" of the candidates' σ, or None.
 Bound = float | str | None
-
-
-def model_features(
-    calc: Any, images: Sequence[Atoms], batch_atoms: int = 2048
-) -> dict[str, np.ndarray]:
-    """Invariant descriptors and attention entropy of structures under ``calc``'s model.
-
-    Parameters
-    ----------
-    calc : EformerCalculator
-        Its first ensemble member is used.
-    images : sequence of ase.Atoms
-
-    Returns
-    -------
-    dict
-        ``descriptors`` (n_images, 2 n_scalars): mean and max over atoms of the
-        readout input features (dimensionless); ``attention_entropy``
-        (n_images,): mean over atoms, heads and layers of the entropy (nats) of
-        each atom's attention over its neighbours.
-    """
-    import torch
-
-    from asecalc.graph import atoms_to_graph, batch_graphs
-
-    model = calc.models[0]
-    captured: list[torch.Tensor] = []
-    handle = model.readout.register_forward_hook(
-        lambda module, inputs, output: captured.append(inputs[0].detach())
-    )
-    descriptors, entropies = [], []
-    try:
-        for chunk in _chunks(list(images), batch_atoms):
-            graphs = [
-                atoms_to_graph(
-                    atoms,
-                    calc.config.elements,
-                    calc.config.cutoff,
-                    calc.dtype,
-                    calc.device,
-                )
-                for atoms in chunk
-            ]
-            graph = batch_graphs(graphs)
-            captured.clear()
-            with torch.no_grad():
-                out = model(graph, compute_forces=False, return_attention=True)
-            scalars = captured[-1].double().cpu().numpy()  # (n_atoms, n_scalars)
-            entropy = _attention_entropy(out["attention"], graph)  # (n_atoms,)
-            start = 0
-            for g in graphs:
-                stop = start + len(g["species"])
-                block = scalars[start:stop]
-                descriptors.append(
-                    np.concatenate([block.mean(axis=0), block.max(axis=0)])
-                )
-                entropies.append(float(entropy[start:stop].mean()))
-                start = stop
-    finally:
-        handle.remove()
-    return {
-        "descriptors": np.array(descriptors),
-        "attention_entropy": np.array(entropies),
-    }
-
-
-def _chunks(images: list[Atoms], batch_atoms: int) -> list[list[Atoms]]:
-    chunks: list[list[Atoms]] = []
-    current: list[Atoms] = []
-    n = 0
-    for atoms in images:
-        if current and n + len(atoms) > batch_atoms:
-            chunks.append(current)
-            current, n = [], 0
-        current.append(atoms)
-        n += len(atoms)
-    return chunks + ([current] if current else [])
-
-
-def _attention_entropy(attention: list[Any], graph: dict[str, Any]) -> np.ndarray:
-    """Per-atom entropy (nats) of attention weights, averaged over heads and layers."""
-    n_atoms = len(graph["species"])
-    dst = graph["edge_dst"].cpu().numpy()
-    total = np.zeros(n_atoms)
-    layers = [a for a in attention if a is not None]
-    for alpha in layers:
-        a = alpha.detach().double().cpu().numpy()  # (n_edges, n_heads)
-        terms = -(a * np.log(np.clip(a, 1e-300, None))).mean(axis=1)
-        total += np.bincount(dst, weights=terms, minlength=n_atoms)
-    return total / max(len(layers), 1)
 
 
 def min_distances(images: Sequence[Atoms]) -> np.ndarray:
@@ -278,6 +190,7 @@ def select(
     pool_factor: float = 3.0,
     weights: tuple[float, float] = (0.0, 0.0),
     sigma_window: tuple[Bound, Bound] = (0.0, None),
+    descriptor: str = "auto",
 ) -> list[int]:
     """Indices of the ``n`` candidates to label.
 
@@ -301,6 +214,10 @@ def select(
     sigma_window : (lo, hi)
         Trust window on ``sigma_max``: eV/Å or percentiles ``"pNN"`` of the
         candidates' σ; ``hi=None``: no limit.
+    descriptor : {"auto", "pooled", "atoms"}
+        FPS descriptor (:mod:`asecalc.training.al_features`); ``"auto"``
+        compares atom by atom when candidates and labelled structures share
+        one composition.
 
     Returns
     -------
@@ -331,6 +248,7 @@ def select(
         labelled,
         pool_factor,
         weights,
+        descriptor,
     )
     return [int(inside[i]) for i in chosen]
 
@@ -344,6 +262,7 @@ def _select(
     labelled: Sequence[Atoms],
     pool_factor: float,
     weights: tuple[float, float],
+    descriptor: str,
 ) -> list[int]:
     n = min(int(n), len(candidates))
     if n <= 0:
@@ -353,13 +272,16 @@ def _select(
     if calc is None:
         raise ValueError("strategy 'uncertainty' needs the model calculator (calc=...)")
     sigma = np.array([float(a.info["sigma_max"]) for a in candidates])
-    features = model_features(calc, list(candidates))
+    descriptor = resolve_descriptor(descriptor, candidates, labelled)
+    features = model_features(calc, list(candidates), descriptor=descriptor)
     scores = acquisition_scores(
         sigma, features["attention_entropy"], min_distances(candidates), weights
     )
     pool = np.argsort(-scores, kind="stable")[: max(n, int(np.ceil(pool_factor * n)))]
     reference = (
-        model_features(calc, list(labelled))["descriptors"] if labelled else None
+        model_features(calc, list(labelled), descriptor=descriptor)["descriptors"]
+        if labelled
+        else None
     )
     desc = features["descriptors"][pool]
     scale = desc.std(axis=0) + 1e-12  # standardise feature channels

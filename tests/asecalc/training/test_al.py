@@ -21,11 +21,11 @@ from asecalc.training.al_explore import (
     explore,
     parse_explore,
 )
+from asecalc.training.al_features import model_features, resolve_descriptor
 from asecalc.training.al_fork import fork_run
 from asecalc.training.al_select import (
     acquisition_scores,
     farthest_point_sampling,
-    model_features,
     select,
 )
 from asecalc.training.uncertainty import (
@@ -129,6 +129,29 @@ def test_selection_uncertainty_and_random(ensemble_path, rng):
     assert len(set(a)) == 4
     with pytest.raises(ValueError, match="strategy"):
         select(candidates, 2, "greedy", rng, calc)
+
+
+def test_per_atom_descriptor_is_permutation_invariant(ensemble_path, rng):
+    calc = EformerCalculator(model=ensemble_path)
+    images = [_labelled("CH3OH", rng, 0.05) for _ in range(3)]
+    swapped = images[0][[0, 1, 5, 4, 3, 2]]  # C, O, then the four H reversed
+    atoms = model_features(calc, [*images, swapped], descriptor="atoms")
+    pooled = model_features(calc, images, descriptor="pooled")["descriptors"]
+    desc = atoms["descriptors"]
+    assert desc.shape == (4, 6 * SMALL["n_scalars"])
+    assert pooled.shape == (3, 2 * SMALL["n_scalars"])
+    np.testing.assert_allclose(desc[3], desc[0], atol=1e-12)
+    assert np.linalg.norm(desc[1] - desc[0]) > 1e-6  # different geometry
+    assert resolve_descriptor("auto", images, [swapped]) == "atoms"
+    assert resolve_descriptor("auto", images, [molecule("NH3")]) == "pooled"
+    with pytest.raises(ValueError, match="one composition"):
+        model_features(calc, [*images, molecule("NH3")], descriptor="atoms")
+    with pytest.raises(ValueError, match="descriptor must be"):
+        resolve_descriptor("soap", images)
+    for atoms in images:
+        atoms.info["sigma_max"] = 0.1
+    picked = select(images, 2, "uncertainty", rng, calc, descriptor="atoms")
+    assert len(set(picked)) == 2
 
 
 def test_sigma_window_limits_both_strategies(ensemble_path, rng):
