@@ -66,3 +66,28 @@ def test_products_on_in_presets_off_for_legacy_files():
     assert ModelConfig.from_dict({"elements": ["H", "C", "O"]}).correlation == 0
     with pytest.raises(ValueError, match="correlation"):
         ModelConfig(correlation=-1)
+
+
+def test_padded_neighbour_sum_equals_the_edge_sum():
+    """The batched (padded) density equals Σ_j R_kl(r_ij) c_k(s_j) Y_lm(r̂_ij) / n̄,
+    with edges in any order and an atom without neighbours (its row is zero)."""
+    torch.manual_seed(0)
+    module = DensityProduct(4, 2, o3.Irreps("4x0e + 2x1o"), 4, 8, 2).double()
+    n, gen = 6, torch.Generator().manual_seed(1)
+    src = torch.tensor([0, 1, 2, 3, 4, 0, 2, 4, 1, 3, 0])  # atom 5: no neighbours
+    dst = torch.tensor([1, 0, 0, 0, 2, 3, 1, 1, 4, 4, 2])
+    vec = torch.randn(len(src), 3, generator=gen, dtype=torch.float64)
+    sh = o3.spherical_harmonics([0, 1, 2], vec, normalize=True)
+    basis = torch.rand(len(src), 4, generator=gen, dtype=torch.float64)
+    envelope = torch.rand(len(src), generator=gen, dtype=torch.float64)
+    x = torch.randn(n, 4, generator=gen, dtype=torch.float64)
+    radial = module.radial(basis, envelope).view(len(src), 4, 3)
+    radial = radial * module.channel_in(x)[src, :, None]
+    per_edge = radial[:, :, module.degree_of] * sh[:, None, :]
+    expected = torch.zeros(n, 4, 9, dtype=torch.float64).index_add(0, dst, per_edge)
+    for perm in (torch.arange(len(src)), torch.randperm(len(src), generator=gen)):
+        got = module.density(
+            x, src[perm], dst[perm], sh[perm], basis[perm], envelope[perm]
+        )
+        torch.testing.assert_close(got, expected * module.scale, rtol=0, atol=1e-13)
+    assert (got[5] == 0).all()
