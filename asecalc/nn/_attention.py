@@ -80,6 +80,8 @@ class EquivariantAttention(nn.Module):
         products of the neighbour density up to this order) to the messages.
     """
 
+    head_index: torch.Tensor  # buffer, (tp.weight_numel,) head of every path weight
+
     def __init__(
         self,
         irreps_hidden: o3.Irreps,
@@ -175,8 +177,10 @@ class EquivariantAttention(nn.Module):
         qk = (q[edge_dst] * k[edge_src]).sum(-1)  # (n_edges, n_heads)
         if self.n_vectors:
             v = h[:, self.n_scalars : self.n_scalars + 3 * self.n_vectors]
-            v = v.view(n_atoms, self.n_vectors, 3)
-            dots = (v[edge_dst] * v[edge_src]).sum(-1)  # (n_edges, n_vectors)
+            # component-major (n_atoms, 3, n_vectors): the sum over x, y, z adds
+            # three contiguous rows instead of reducing a trailing axis of 3
+            v = v.view(n_atoms, self.n_vectors, 3).transpose(1, 2).contiguous()
+            dots = (v[edge_dst] * v[edge_src]).sum(1)  # (n_edges, n_vectors)
             qk = qk + nn.functional.silu(self.vector_logit(dots))
         logits = qk / math.sqrt(self.d_head) + self.radial_bias(basis)
         # shift by m_i = max(0, max_j logit_ij) for stability; it cancels exactly
@@ -218,8 +222,9 @@ class EquivariantAttention(nn.Module):
         # radial weights times α_ij u(r_ij) of the channel's head, fused into
         # lin_attn(Σ_j tp(x_j, Y_ij, w_ij)) (see ._message; same maths as
         # self.tp + index_add + self.lin_attn, fewer per-edge numbers)
-        weights = self.radial.net(basis)  # (n_edges, tp.weight_numel)
-        head_scale = alpha * envelope[:, None]  # (n_edges, n_heads)
+        heads = nn.functional.one_hot(self.head_index, self.n_heads).to(alpha.dtype)
+        head_scale = (alpha * envelope[:, None]) @ heads.T  # (n_edges, weight_numel)
+        weights = self.radial.net(basis) * head_scale
         w3j = {i: getattr(self, f"w3j_{i}") for i in self.w3j_paths}
         mixed = convolve_and_mix(
             self.tp,
@@ -230,7 +235,6 @@ class EquivariantAttention(nn.Module):
             edge_dst,
             edge_sh,
             weights,
-            head_scale,
             w3j,
         )  # (n_atoms, gate_attn.irreps_in.dim)
         if self.density is not None:

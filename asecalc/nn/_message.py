@@ -83,10 +83,9 @@ def convolve_and_mix(
     edge_dst: torch.Tensor,
     edge_sh: torch.Tensor,
     weights: torch.Tensor,
-    head_scale: torch.Tensor,
     w3j: dict[int, torch.Tensor],
 ) -> torch.Tensor:
-    """``linear(Σ_j tp(x_j, Y_ij, weights_ij · head_scale_ij[u % H]))``.
+    """``linear(Σ_j tp(x_j, Y_ij, weights_ij))``.
 
     Parameters
     ----------
@@ -98,8 +97,8 @@ def convolve_and_mix(
     edge_src, edge_dst : Tensor, shape (n_edges,)
     edge_sh : Tensor, shape (n_edges, irreps_sh.dim)
     weights : Tensor, shape (n_edges, tp.weight_numel)
-    head_scale : Tensor, shape (n_edges, n_heads)
-        Per-head factor of every path weight of channel u (head u % n_heads).
+        Per-edge path weights (the attention layer has already multiplied
+        channel u of every path by α_ij of its head).
     w3j : dict
         Instruction index -> Wigner 3j (d1, d2, d_out), for paths with all l > 0.
 
@@ -108,7 +107,6 @@ def convolve_and_mix(
     Tensor, shape (n_atoms, irreps_target.dim)
     """
     n_atoms, n_edges = x.shape[0], edge_src.shape[0]
-    n_heads = head_scale.shape[1]
     irreps_in, irreps_sh, irreps_msg = tp.irreps_in1, tp.irreps_in2, tp.irreps_out
     mix = linear_channel_blocks(linear, irreps_msg, irreps_target)
     xs = [  # (n_edges, mul, d) per input block
@@ -121,11 +119,8 @@ def convolve_and_mix(
     vector_targets = [j for j, (_, ir) in enumerate(irreps_target) if ir.l > 0]
     vectors: dict[int, list[torch.Tensor]] = {j: [] for j in vector_targets}
     for index, (ins, w) in enumerate(zip(tp.instructions, ws, strict=True)):
-        mul, ir1 = irreps_in[ins.i_in1]
+        ir1 = irreps_in[ins.i_in1].ir
         ir2, ir_out = irreps_sh[ins.i_in2].ir, irreps_msg[ins.i_out].ir
-        w = (w.view(n_edges, mul // n_heads, n_heads) * head_scale[:, None, :]).view(
-            n_edges, mul
-        )
         x1, y = xs[ins.i_in1], ys[ins.i_in2]
         if ir_out.l == 0:  # 0e messages are mixed on the nodes after the sum
             if ir1.l == 0:
