@@ -43,7 +43,7 @@ from ase import Atoms, units
 from ase.io import Trajectory, write
 from ase.md.verlet import VelocityVerlet
 
-from analysis._nve_tools import minimum_distance, truncate_trajectory
+from analysis._nve_tools import check_calculator, minimum_distance, truncate_trajectory
 from asecalc.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ class NVERun:
         ``atoms`` provides the calculator, constraints and info; positions,
         momenta, cell, pbc and masses come from the checkpoint. Raises
         FileNotFoundError without a checkpoint, ValueError if it was written with
-        other :data:`CHECKED_ARGUMENTS` or for another system.
+        other :data:`CHECKED_ARGUMENTS`, calculator or system.
         """
         if output is None:
             raise ValueError("resume=True needs the output_dir of the checkpoint")
@@ -386,6 +386,7 @@ def _check_compatible(
                 f"has {key}={requested}{note}; pass {key}={stored} to resume it, or "
                 "use another output_dir for a new run"
             )
+    check_calculator(path, meta["arguments"], arguments)
     if len(numbers) != len(atoms) or not np.array_equal(numbers, atoms.numbers):
         stored_formula = Atoms(numbers=numbers).get_chemical_formula()
         raise ValueError(

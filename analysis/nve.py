@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from analysis._nve_run import NVERun, refuse_to_overwrite
 from analysis._nve_tools import (
+    calculator_identity,
     check_arguments,
     degrees_of_freedom,
     minimum_distance,
@@ -234,6 +235,7 @@ def run_nve(
         "friction": float(friction),
         "check_interval": int(check_interval),
         "trajectory_interval": int(trajectory_interval),
+        "calculator": calculator_identity(calc),
     }
     if resume:
         run = NVERun.from_checkpoint(atoms, arguments, output)

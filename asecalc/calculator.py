@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -109,6 +110,21 @@ class EformerCalculator(Calculator):
     ) -> EformerCalculator:
         """Build from a model file path (same as ``EformerCalculator(model=path)``)."""
         return cls(model=path, **kwargs)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the potential: SHA-256 of every member's weights, and the dtype.
+
+        ``"<16 hex digits>/float64"``. Equal fingerprints mean equal energies and
+        forces; checkpointed runs (``eformer nve``) store it and refuse to resume
+        with another model, e.g. after the bundled default was replaced.
+        """
+        digest = hashlib.sha256()
+        for member in self.models:
+            for key, value in sorted(member.state_dict().items()):
+                digest.update(key.encode())
+                digest.update(value.detach().cpu().double().numpy().tobytes())
+        return f"{digest.hexdigest()[:16]}/{str(self.dtype).removeprefix('torch.')}"
 
     @property
     def elements(self) -> tuple[str, ...]:

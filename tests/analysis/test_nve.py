@@ -348,6 +348,15 @@ def test_resume_rejects_other_runs(cu_cluster, cu_bulk, tmp_path):
                 atoms, EMT(), timestep=timestep_fs * units.fs, n_steps=n_steps,
                 resume=True, seed=seed, **common,
             )  # fmt: skip
+    from ase.calculators.lj import LennardJones
+
+    with pytest.raises(
+        ValueError, match=r"calculator EMT:.*this call has LennardJones"
+    ):
+        run_nve(
+            cu_cluster, LennardJones(), timestep=1.0 * units.fs, n_steps=40,
+            resume=True, **common,
+        )  # fmt: skip
     with pytest.raises(FileExistsError, match=r"resume=True \(--resume\)"):
         run_nve(cu_cluster, EMT(), timestep=1.0 * units.fs, n_steps=20, **common)
     with pytest.raises(FileNotFoundError, match="no NVE checkpoint"):

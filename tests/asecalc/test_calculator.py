@@ -128,6 +128,15 @@ def test_float32_close_to_float64(tiny_model_path, ethanol):
     np.testing.assert_allclose(b.get_forces(), a.get_forces(), atol=1e-4)
 
 
+def test_fingerprint_names_the_weights_and_dtype(tiny_model_path, tiny_ensemble_path):
+    a = EformerCalculator(model=tiny_model_path).fingerprint
+    assert a == EformerCalculator(model=tiny_model_path).fingerprint
+    assert a.endswith("/float64")
+    assert len(a.split("/")[0]) == 16
+    assert EformerCalculator(model=tiny_model_path, dtype="float32").fingerprint != a
+    assert EformerCalculator(model=tiny_ensemble_path).fingerprint != a
+
+
 def test_ase_contract(calc, cu_cell):
     before = list(EformerCalculator.implemented_properties)
     EformerCalculator(model=calc.bundle)
