@@ -40,7 +40,8 @@ class CLICommand:
             "--recipe",
             action="append",
             default=[],
-            help="built-in structure recipe (repeatable); see --list-recipes",
+            help="built-in structure recipe (repeatable; see --list-recipes), or "
+            "smiles:SMILES for one molecule built with RDKit",
         )
         parser.add_argument(
             "--list-recipes", action="store_true", help="list the recipes and exit"

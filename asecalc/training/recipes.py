@@ -18,6 +18,16 @@ them. :data:`RECIPES` maps the names the command line accepts to recipes:
     with a cheap flexible water model (TIP3P + SPC/Fw).
 ``ice``
     Proton-ordered ice Ih, 16 molecules in an orthorhombic cell.
+``organics``
+    :data:`ORGANICS`: 37 CHNO organic molecules beyond G2 (substituted benzenes,
+    heteroaromatics, amides, esters, acids, saturated rings, amino acids,
+    caffeine, ibuprofen), built from SMILES with RDKit.
+``organics-holdout``
+    :data:`ORGANICS_HOLDOUT`: the molecules of the rMD17, 3BPA and acetylacetone
+    benchmarks that no training recipe contains (aspirin, naphthalene, ...), for
+    test sets of unseen drug-like molecules.
+``smiles:SMILES``
+    One molecule given by the user, e.g. ``smiles:CC(=O)Nc1ccc(O)cc1``.
 """
 
 from __future__ import annotations
@@ -43,6 +53,64 @@ logger = logging.getLogger(__name__)
 
 #: G2 molecules left out of ``g2`` and kept for ``g2-holdout`` test sets.
 G2_HOLDOUT: tuple[str, ...] = ("C5H5N", "CH3CONH2", "C4H4O", "CH3CH2OCH3", "N2O")
+
+#: Training molecules of the ``organics`` recipe: name -> SMILES. None of them is
+#: a G2 molecule or one of :data:`G2_HOLDOUT` / :data:`ORGANICS_HOLDOUT`.
+ORGANICS: dict[str, str] = {
+    "phenol": "Oc1ccccc1",
+    "aniline": "Nc1ccccc1",
+    "anisole": "COc1ccccc1",
+    "benzaldehyde": "O=Cc1ccccc1",
+    "benzoic_acid": "OC(=O)c1ccccc1",
+    "benzonitrile": "N#Cc1ccccc1",
+    "nitrobenzene": "[O-][N+](=O)c1ccccc1",
+    "ethylbenzene": "CCc1ccccc1",
+    "styrene": "C=Cc1ccccc1",
+    "pyrimidine": "c1cncnc1",
+    "pyrazine": "c1cnccn1",
+    "imidazole": "c1c[nH]cn1",
+    "pyrazole": "c1cc[nH]n1",
+    "oxazole": "c1cocn1",
+    "indole": "c1ccc2[nH]ccc2c1",
+    "quinoline": "c1ccc2ncccc2c1",
+    "2-pyridone": "O=c1cccc[nH]1",
+    "urea": "NC(N)=O",
+    "formamide": "NC=O",
+    "dimethylformamide": "CN(C)C=O",
+    "methyl_acetate": "COC(C)=O",
+    "ethyl_acetate": "CCOC(C)=O",
+    "propanoic_acid": "CCC(=O)O",
+    "acrylic_acid": "C=CC(=O)O",
+    "lactic_acid": "CC(O)C(=O)O",
+    "ethylene_glycol": "OCCO",
+    "glycerol": "OCC(O)CO",
+    "tetrahydrofuran": "C1CCOC1",
+    "1,4-dioxane": "C1COCCO1",
+    "cyclohexane": "C1CCCCC1",
+    "cyclohexanone": "O=C1CCCCC1",
+    "piperidine": "C1CCNCC1",
+    "morpholine": "C1COCCN1",
+    "serine": "NC(CO)C(=O)O",
+    "proline": "OC(=O)C1CCCN1",
+    "caffeine": "Cn1cnc2c1c(=O)n(C)c(=O)n2C",
+    "ibuprofen": "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
+}
+
+#: Molecules of public benchmarks (rMD17, 3BPA, acetylacetone) kept out of every
+#: training recipe: name -> SMILES (``organics-holdout``). Benzene and ethanol of
+#: rMD17 are G2 training molecules and are not listed.
+ORGANICS_HOLDOUT: dict[str, str] = {
+    "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
+    "azobenzene": "c1ccc(/N=N/c2ccccc2)cc1",
+    "malonaldehyde": "O=C/C=C/O",
+    "naphthalene": "c1ccc2ccccc2c1",
+    "paracetamol": "CC(=O)Nc1ccc(O)cc1",
+    "salicylic_acid": "O=C(O)c1ccccc1O",
+    "toluene": "Cc1ccccc1",
+    "uracil": "O=c1cc[nH]c(=O)[nH]1",
+    "3bpa": "Nc1ncccc1OCc1ccccc1",
+    "acetylacetone": "CC(=O)CC(C)=O",
+}
 
 ALANINE_DIPEPTIDE_FILE = (
     Path(__file__).resolve().parents[1] / "data" / "alanine_dipeptide.xyz"
@@ -176,6 +244,15 @@ def build_peptides(rng: np.random.Generator) -> list[tuple[str, Atoms]]:
     ]
 
 
+def build_smiles(
+    rng: np.random.Generator, molecules: dict[str, str]
+) -> list[tuple[str, Atoms]]:
+    """Return ``(name, Atoms)`` for ``{name: SMILES}`` (RDKit; ``rng`` unused)."""
+    from asecalc.training._smiles import atoms_from_smiles
+
+    return [(name, atoms_from_smiles(smiles)) for name, smiles in molecules.items()]
+
+
 def build_water_clusters(
     rng: np.random.Generator, sizes: tuple[int, ...] = tuple(range(2, 9))
 ) -> list[tuple[str, Atoms]]:
@@ -217,6 +294,14 @@ RECIPES: dict[str, Recipe] = {
         rattle_sigma=0.04,
         strain_sigma=0.01,
     ),
+    "organics": Recipe(
+        "organics", lambda rng: build_smiles(rng, ORGANICS), max_temperature_K=800.0
+    ),
+    "organics-holdout": Recipe(
+        "organics-holdout",
+        lambda rng: build_smiles(rng, ORGANICS_HOLDOUT),
+        max_temperature_K=800.0,
+    ),
     "ice": Recipe(
         "ice",
         build_ice_ih,
@@ -230,10 +315,25 @@ RECIPES: dict[str, Recipe] = {
 
 
 def get_recipe(name: str) -> Recipe:
-    """Return the recipe called ``name``; raise ValueError listing valid names."""
+    """Return the recipe called ``name``; raise ValueError listing valid names.
+
+    ``"smiles:SMILES"`` is a recipe of that one molecule (structure name: the
+    SMILES), sampled like ``organics``.
+    """
+    if name.startswith("smiles:"):
+        smiles = name.removeprefix("smiles:")
+        from asecalc.training._smiles import canonical_smiles
+
+        canonical_smiles(smiles)  # parse now: a typo fails before any labelling
+        return Recipe(
+            name,
+            lambda rng: build_smiles(rng, {smiles: smiles}),
+            max_temperature_K=800.0,
+        )
     try:
         return RECIPES[name]
     except KeyError:
         raise ValueError(
-            f"unknown recipe {name!r}; expected one of {', '.join(RECIPES)}"
+            f"unknown recipe {name!r}; expected one of {', '.join(RECIPES)} "
+            "or smiles:SMILES"
         ) from None

@@ -282,3 +282,38 @@ def test_flexible_water_forces_match_finite_differences():
     box.calc = FlexibleWaterIntra()
     numerical = calculate_numerical_forces(box, eps=1e-5)
     np.testing.assert_allclose(box.get_forces(), numerical, atol=1e-6)
+
+
+def test_smiles_molecules_and_organics_recipes():
+    pytest.importorskip("rdkit")
+    from asecalc.training._smiles import atoms_from_smiles, canonical_smiles
+    from asecalc.training.recipes import (
+        G2_HOLDOUT,
+        ORGANICS,
+        ORGANICS_HOLDOUT,
+        get_recipe,
+    )
+
+    ethanol = atoms_from_smiles("CCO")
+    assert ethanol.get_chemical_formula(mode="hill") == "C2H6O"
+    carbon, oxygen = (np.flatnonzero(ethanol.numbers == z) for z in (6, 8))
+    c_o = ethanol.get_all_distances()[np.ix_(carbon, oxygen)].min()
+    assert c_o == pytest.approx(1.42, abs=0.04)  # MMFF C-O single bond
+    np.testing.assert_allclose(atoms_from_smiles("CCO").positions, ethanol.positions)
+    for bad, message in [("C1CC", "cannot parse"), ("C[NH3+]", "net charge")]:
+        with pytest.raises(ValueError, match=message):
+            atoms_from_smiles(bad)
+    with pytest.raises(ValueError, match="cannot parse"):
+        get_recipe("smiles:C1CC")
+    # training and held-out molecules are disjoint, also from the G2 hold-out
+    train = {canonical_smiles(s) for s in ORGANICS.values()}
+    held = {canonical_smiles(s) for s in ORGANICS_HOLDOUT.values()}
+    assert len(train) == len(ORGANICS)
+    assert not train & held
+    formulas = {atoms_from_smiles(s).get_chemical_formula() for s in ORGANICS.values()}
+    assert not formulas & {molecule(name).get_chemical_formula() for name in G2_HOLDOUT}
+    config = datagen.SamplingConfig(temperatures_K=(300.0, 1000.0), n_per_structure=4)
+    tasks = datagen.plan_recipe_tasks(["smiles:c1ccccc1O"], config)
+    assert {task.info["structure"] for task in tasks} == {"c1ccccc1O"}
+    assert {task.temperature_K for task in tasks} == {300.0, 800.0}  # clipped
+    assert sum(len(task.uids) for task in tasks) == 4
