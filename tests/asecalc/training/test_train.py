@@ -201,6 +201,22 @@ def _select(req, query):
     return req
 
 
+def test_eval_stress_in_batches_mixing_molecules_and_cells(emt_db, tiny_model_path):
+    """Stress errors count every labelled cell, also in a batch with molecules."""
+    from asecalc.checkpoint import load_model
+    from asecalc.training.evaluate import evaluate_model
+
+    bundle = load_model(tiny_model_path)
+    mixed = evaluate_model(bundle, emt_db, by="molecule", batch_size=40)
+    single = evaluate_model(bundle, emt_db, by="molecule", batch_size=1)
+    for key in ("stress_mae_GPa", "forces_mae_meV_per_A", "energy_mae_meV_per_atom"):
+        assert mixed["overall"][key] == pytest.approx(single["overall"][key], rel=1e-9)
+    assert mixed["by_molecule"]["Cu"]["stress_mae_GPa"] == pytest.approx(
+        single["by_molecule"]["Cu"]["stress_mae_GPa"], rel=1e-9
+    )
+    assert "stress_mae_GPa" not in mixed["by_molecule"]["CH4"]
+
+
 def test_eval_cli_json(emt_db, tmp_path, tiny_model_path, capsys):
     assert (
         main(
