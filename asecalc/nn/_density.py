@@ -180,8 +180,10 @@ class DensityProduct(nn.Module):
         The neighbour sum is one batched matrix product per centre atom over a
         zero-padded (n_atoms, max neighbours) layout: (k·(lmax+1), n_nb) radial
         numbers times (n_nb, (lmax+1)²) harmonics, then the blocks of matching
-        degree are kept. No (n_edges, k, (lmax+1)²) tensor is formed, which
-        makes energy + forces of 64-molecule water about 15 % cheaper.
+        degree are kept. No (n_edges, k, (lmax+1)²) tensor is formed. Measured
+        (one thread, calls interleaved in one process): energy + forces of
+        64-molecule water 23 % faster, a float32 training step 8 %, and no
+        change for 22-atom alanine dipeptide.
         """
         n_atoms, n_edges = x.shape[0], edge_src.shape[0]
         k, n_l = self.n_scalars, self.lmax + 1
