@@ -323,9 +323,9 @@ def test_killed_run_resumes_where_it_stopped(tmp_path, uninterrupted):
     with np.load(tmp_path / "nve_checkpoint.npz") as checkpoint:
         assert json.loads(str(checkpoint["meta"]))["steps_done"] == 80
     assert len(read(tmp_path / "nve.traj", ":")) == 10  # steps 0 to 90
-    resumed = run_nve(
-        Icosahedron("Cu", 2), EMT(), n_steps=200, output_dir=tmp_path,
-        checkpoint_interval=40, resume=True, **RESUME_RUN,
+    resumed = run_nve(  # same calculator class (a resume checks it), no kill now
+        Icosahedron("Cu", 2), KilledEMT(n_calls=10**9), n_steps=200,
+        output_dir=tmp_path, checkpoint_interval=40, resume=True, **RESUME_RUN,
     )  # fmt: skip
     assert_same_run(resumed, tmp_path, uninterrupted)
 
