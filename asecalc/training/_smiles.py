@@ -25,13 +25,18 @@ def _rdkit() -> tuple[Any, Any]:
     return Chem, AllChem
 
 
-def canonical_smiles(smiles: str) -> str:
-    """RDKit's canonical form of ``smiles`` (ValueError if it does not parse)."""
-    chem, _ = _rdkit()
+def _parse(chem: Any, smiles: str) -> Any:
+    """RDKit molecule of ``smiles``; ValueError if it does not parse."""
     mol = chem.MolFromSmiles(smiles)
     if mol is None:
         raise ValueError(f"cannot parse SMILES {smiles!r}")
-    return str(chem.MolToSmiles(mol))
+    return mol
+
+
+def canonical_smiles(smiles: str) -> str:
+    """RDKit's canonical form of ``smiles`` (ValueError if it does not parse)."""
+    chem, _ = _rdkit()
+    return str(chem.MolToSmiles(_parse(chem, smiles)))
 
 
 def atoms_from_smiles(smiles: str, seed: int = 0) -> Atoms:
@@ -50,9 +55,7 @@ def atoms_from_smiles(smiles: str, seed: int = 0) -> Atoms:
         If the SMILES does not parse, is charged, or cannot be embedded in 3D.
     """
     chem, allchem = _rdkit()
-    mol = chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise ValueError(f"cannot parse SMILES {smiles!r}")
+    mol = _parse(chem, smiles)
     if chem.GetFormalCharge(mol) != 0:
         raise ValueError(
             f"SMILES {smiles!r} has net charge {chem.GetFormalCharge(mol)}; "

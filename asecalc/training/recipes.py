@@ -54,6 +54,9 @@ logger = logging.getLogger(__name__)
 #: G2 molecules left out of ``g2`` and kept for ``g2-holdout`` test sets.
 G2_HOLDOUT: tuple[str, ...] = ("C5H5N", "CH3CONH2", "C4H4O", "CH3CH2OCH3", "N2O")
 
+#: Highest sampling temperature (K) of the SMILES-built recipes.
+ORGANICS_MAX_T = 800.0
+
 #: Training molecules of the ``organics`` recipe: name -> SMILES. None of them is
 #: a G2 molecule or one of :data:`G2_HOLDOUT` / :data:`ORGANICS_HOLDOUT`.
 ORGANICS: dict[str, str] = {
@@ -295,12 +298,14 @@ RECIPES: dict[str, Recipe] = {
         strain_sigma=0.01,
     ),
     "organics": Recipe(
-        "organics", lambda rng: build_smiles(rng, ORGANICS), max_temperature_K=800.0
+        "organics",
+        lambda rng: build_smiles(rng, ORGANICS),
+        max_temperature_K=ORGANICS_MAX_T,
     ),
     "organics-holdout": Recipe(
         "organics-holdout",
         lambda rng: build_smiles(rng, ORGANICS_HOLDOUT),
-        max_temperature_K=800.0,
+        max_temperature_K=ORGANICS_MAX_T,
     ),
     "ice": Recipe(
         "ice",
@@ -328,7 +333,7 @@ def get_recipe(name: str) -> Recipe:
         return Recipe(
             name,
             lambda rng: build_smiles(rng, {smiles: smiles}),
-            max_temperature_K=800.0,
+            max_temperature_K=ORGANICS_MAX_T,
         )
     try:
         return RECIPES[name]
