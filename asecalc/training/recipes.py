@@ -22,6 +22,9 @@ them. :data:`RECIPES` maps the names the command line accepts to recipes:
     :data:`ORGANICS`: 37 CHNO organic molecules beyond G2 (substituted benzenes,
     heteroaromatics, amides, esters, acids, saturated rings, amino acids,
     caffeine, ibuprofen), built from SMILES with RDKit.
+``organics-extra``
+    :data:`ORGANICS_EXTRA`: 73 more CHNO molecules (fused and multi-heteroatom
+    rings, lactams, lactones, biaryls, oximes, azomethane, amino acids).
 ``organics-holdout``
     :data:`ORGANICS_HOLDOUT`: the molecules of the rMD17, 3BPA and acetylacetone
     benchmarks that no training recipe contains (aspirin, naphthalene, ...), for
@@ -43,6 +46,7 @@ from ase import Atoms, units
 from ase.build import molecule
 from ase.collections import g2
 
+from asecalc.training._organics import ORGANICS, ORGANICS_EXTRA, ORGANICS_HOLDOUT
 from asecalc.training._water import (
     build_ice_ih,
     equilibrate_water,
@@ -56,64 +60,6 @@ G2_HOLDOUT: tuple[str, ...] = ("C5H5N", "CH3CONH2", "C4H4O", "CH3CH2OCH3", "N2O"
 
 #: Highest sampling temperature (K) of the SMILES-built recipes.
 ORGANICS_MAX_T = 800.0
-
-#: Training molecules of the ``organics`` recipe: name -> SMILES. None of them is
-#: a G2 molecule or one of :data:`G2_HOLDOUT` / :data:`ORGANICS_HOLDOUT`.
-ORGANICS: dict[str, str] = {
-    "phenol": "Oc1ccccc1",
-    "aniline": "Nc1ccccc1",
-    "anisole": "COc1ccccc1",
-    "benzaldehyde": "O=Cc1ccccc1",
-    "benzoic_acid": "OC(=O)c1ccccc1",
-    "benzonitrile": "N#Cc1ccccc1",
-    "nitrobenzene": "[O-][N+](=O)c1ccccc1",
-    "ethylbenzene": "CCc1ccccc1",
-    "styrene": "C=Cc1ccccc1",
-    "pyrimidine": "c1cncnc1",
-    "pyrazine": "c1cnccn1",
-    "imidazole": "c1c[nH]cn1",
-    "pyrazole": "c1cc[nH]n1",
-    "oxazole": "c1cocn1",
-    "indole": "c1ccc2[nH]ccc2c1",
-    "quinoline": "c1ccc2ncccc2c1",
-    "2-pyridone": "O=c1cccc[nH]1",
-    "urea": "NC(N)=O",
-    "formamide": "NC=O",
-    "dimethylformamide": "CN(C)C=O",
-    "methyl_acetate": "COC(C)=O",
-    "ethyl_acetate": "CCOC(C)=O",
-    "propanoic_acid": "CCC(=O)O",
-    "acrylic_acid": "C=CC(=O)O",
-    "lactic_acid": "CC(O)C(=O)O",
-    "ethylene_glycol": "OCCO",
-    "glycerol": "OCC(O)CO",
-    "tetrahydrofuran": "C1CCOC1",
-    "1,4-dioxane": "C1COCCO1",
-    "cyclohexane": "C1CCCCC1",
-    "cyclohexanone": "O=C1CCCCC1",
-    "piperidine": "C1CCNCC1",
-    "morpholine": "C1COCCN1",
-    "serine": "NC(CO)C(=O)O",
-    "proline": "OC(=O)C1CCCN1",
-    "caffeine": "Cn1cnc2c1c(=O)n(C)c(=O)n2C",
-    "ibuprofen": "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
-}
-
-#: Molecules of public benchmarks (rMD17, 3BPA, acetylacetone) kept out of every
-#: training recipe: name -> SMILES (``organics-holdout``). Benzene and ethanol of
-#: rMD17 are G2 training molecules and are not listed.
-ORGANICS_HOLDOUT: dict[str, str] = {
-    "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
-    "azobenzene": "c1ccc(/N=N/c2ccccc2)cc1",
-    "malonaldehyde": "O=C/C=C/O",
-    "naphthalene": "c1ccc2ccccc2c1",
-    "paracetamol": "CC(=O)Nc1ccc(O)cc1",
-    "salicylic_acid": "O=C(O)c1ccccc1O",
-    "toluene": "Cc1ccccc1",
-    "uracil": "O=c1cc[nH]c(=O)[nH]1",
-    "3bpa": "Nc1ncccc1OCc1ccccc1",
-    "acetylacetone": "CC(=O)CC(C)=O",
-}
 
 ALANINE_DIPEPTIDE_FILE = (
     Path(__file__).resolve().parents[1] / "data" / "alanine_dipeptide.xyz"
@@ -300,6 +246,11 @@ RECIPES: dict[str, Recipe] = {
     "organics": Recipe(
         "organics",
         lambda rng: build_smiles(rng, ORGANICS),
+        max_temperature_K=ORGANICS_MAX_T,
+    ),
+    "organics-extra": Recipe(
+        "organics-extra",
+        lambda rng: build_smiles(rng, ORGANICS_EXTRA),
         max_temperature_K=ORGANICS_MAX_T,
     ),
     "organics-holdout": Recipe(
