@@ -30,7 +30,12 @@ import numpy as np
 from ase import Atoms, units
 
 from asecalc.training._sampling import strip_atoms
-from asecalc.training.dbtools import geometry_uid, info_key_value_pairs, make_uid
+from asecalc.training.dbtools import (
+    geometry_uid,
+    hash_seed,
+    info_key_value_pairs,
+    make_uid,
+)
 from asecalc.training.recipes import get_recipe
 
 logger = logging.getLogger(__name__)
@@ -144,9 +149,7 @@ def plan_recipe_tasks(
     recipes = [get_recipe(name) for name in recipe_names]  # validate all first
     tasks = []
     for recipe in recipes:
-        rng = np.random.default_rng(
-            [config.seed, int(make_uid(recipe.name), 16) % 2**32]
-        )
+        rng = np.random.default_rng([config.seed, hash_seed(recipe.name) % 2**32])
         temperatures = sorted(
             {min(t, recipe.max_temperature_K) for t in config.temperatures_K}
         )
@@ -173,7 +176,7 @@ def plan_recipe_tasks(
                             atoms=[start],
                             sampler=sampler,
                             temperature_K=float(temp),
-                            seed=int(make_uid(*key), 16) % 2**31,
+                            seed=hash_seed(*key) % 2**31,
                             md_calculator=recipe.md_calculator,
                             preoptimize=recipe.preoptimize,
                             rattle_sigma=recipe.rattle_sigma,

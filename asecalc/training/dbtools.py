@@ -29,14 +29,23 @@ PROVENANCE_KEYS = frozenset(
 )
 
 
+def _digest(parts: tuple[Any, ...]) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
 def make_uid(*parts: Any) -> str:
     """Return a 16-character hex hash of ``parts`` (a frame's identity).
 
     ase.db refuses strings that parse as numbers (``"0991560e76431785"``), so
     those few get a ``"u"`` prefix.
     """
-    digest = hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
+    digest = _digest(parts)
     return f"u{digest}" if _is_number(digest) else digest
+
+
+def hash_seed(*parts: Any) -> int:
+    """Return a 64-bit integer hash of ``parts`` (the integer of :func:`make_uid`)."""
+    return int(_digest(parts), 16)
 
 
 def geometry_uid(atoms: Atoms) -> str:

@@ -207,6 +207,9 @@ def test_numeric_looking_uids_can_be_stored(tmp_path):
     db = connect(tmp_path / "uid.db")
     db.write(molecule("H2"), uid=uid)
     assert db.get(uid=uid).uid == uid
+    # seeds come from the same hash, also when the uid has its "u" prefix
+    assert datagen.hash_seed(index) == int(uid[1:], 16)
+    assert datagen.hash_seed("g2") == int(datagen.make_uid("g2"), 16)
 
 
 def test_bad_input_gives_clear_errors(tmp_path, capsys):
