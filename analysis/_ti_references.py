@@ -10,6 +10,7 @@ is fixed (see the :mod:`analysis.frenkel_ladd` docstring).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,12 @@ class EinsteinCalculator(Calculator):
         if np.any(kappa <= 0):
             raise ValueError(f"spring constants must be positive eV/Å², got {kappa}")
         self.spring_constants = kappa.copy()
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the sites and spring constants (what a resumed TI run checks)."""
+        digest = hashlib.sha256(self.sites.tobytes() + self.spring_constants.tobytes())
+        return digest.hexdigest()[:16]
 
     def calculate(
         self,

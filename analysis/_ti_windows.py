@@ -28,6 +28,7 @@ from ase.calculators.mixing import MixedCalculator
 from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 
+from analysis._nve_tools import calculator_identity
 from asecalc.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,13 @@ def _load(task: WindowTask) -> dict[str, Any] | None:
                 f"{task.path} was written with {key}={settings[key]}, this run asks "
                 f"for {getattr(task, key)}; use a new output directory or delete it"
             )
+    stored_calcs = settings.get("calculators")  # absent in files of older versions
+    if stored_calcs is not None and stored_calcs != _calculators(task):
+        raise ValueError(
+            f"{task.path} was written with the calculators {stored_calcs} (states A, "
+            f"B), this run has {_calculators(task)}; a window mixing two models "
+            "would give a wrong free energy: use a new output directory"
+        )
     if len(data["positions"]) != len(task.atoms):
         raise ValueError(
             f"{task.path} holds {len(data['positions'])} atoms, the structure has "
@@ -178,8 +186,13 @@ def _load(task: WindowTask) -> dict[str, Any] | None:
     return data
 
 
+def _calculators(task: WindowTask) -> list[str]:
+    return [calculator_identity(task.calc_a), calculator_identity(task.calc_b)]
+
+
 def _settings(task: WindowTask) -> str:
-    return json.dumps({key: getattr(task, key) for key in _CHECKED})
+    settings: dict[str, Any] = {key: getattr(task, key) for key in _CHECKED}
+    return json.dumps({**settings, "calculators": _calculators(task)})
 
 
 #: Tasks inherited by forked worker processes (see :func:`set_inherited_tasks`).

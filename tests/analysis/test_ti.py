@@ -233,6 +233,26 @@ def test_resume_redoes_only_damaged_window(tmp_path):
         )
 
 
+def test_resume_refuses_other_calculators(tmp_path):
+    """Finished or partial windows of one pair of models never mix with another's."""
+    _small_run(tmp_path, n_steps=200)
+    atoms = bulk("Cu", "fcc", a=A_CU, cubic=True)
+    for calc_b in (EinsteinCalculator(atoms.positions, 2.0), EMT()):
+        with pytest.raises(ValueError, match=r"calculators.*new output directory"):
+            integrate(
+                atoms,
+                EinsteinCalculator(atoms.positions, 1.0),
+                calc_b,
+                temperature_K=300.0,
+                lambdas=[0.0, 0.5, 1.0],
+                n_steps=400,
+                sample_interval=5,
+                checkpoint_interval=100,
+                n_workers=1,
+                output_dir=tmp_path,
+            )
+
+
 def test_interrupted_window_continues_exactly(tmp_path):
     """A partial window continues from its stored state (positions, momenta, RNG)."""
     _small_run(tmp_path / "split", n_steps=200)
