@@ -17,7 +17,8 @@ CALC_HELP = (
     "calculator: 'eformer' (bundled default model), a bundled model name "
     "(e.g. 'mlearn-pbe'), a model file path (*.pt), 'emt', 'lj', 'xtb' "
     "(GFN2-xTB via tblite) or 'module:Class' (any ASE calculator, built with no "
-    "arguments)"
+    "arguments); append '+d3' for D3(BJ) dispersion with the model's functional, "
+    "or '+d3:XC' (e.g. 'mlearn-pbe+d3', 'model.pt+d3:pbe0'; needs dftd3)"
 )
 
 
@@ -31,6 +32,15 @@ def make_calculator(spec: str = "eformer", device: str | None = None) -> Any:
     device : str, optional
         Torch device for eformer models (``"cpu"``, ``"cuda"``).
     """
+    base, d3, method = spec.partition("+d3")
+    if d3:
+        if method and not method.startswith(":"):
+            raise ValueError(
+                f"bad calculator spec {spec!r}: write SPEC+d3 or SPEC+d3:XC"
+            )
+        from asecalc.dispersion import with_d3
+
+        return with_d3(make_calculator(base, device), method.removeprefix(":") or None)
     low = spec.lower()
     if low == "emt":
         from ase.calculators.emt import EMT
