@@ -99,4 +99,18 @@ def with_d3(calc: Any, method: str | None = None, damping: str = "d3bj") -> Any:
             "cannot tell which functional this model was trained on; pass "
             "method='pbe' (or the right one) for its D3 parameters"
         )
-    return SumCalculator([calc, d3_calculator(method, damping)])
+    return _WithD3(calc, d3_calculator(method, damping), f"d3({method},{damping})")
+
+
+class _WithD3(SumCalculator):
+    """Model + D3, with a ``fingerprint`` naming both (checked by NVE/TI resumes)."""
+
+    def __init__(self, model: Any, d3: Any, label: str) -> None:
+        super().__init__([model, d3])
+        self._label = label
+
+    @property
+    def fingerprint(self) -> str:
+        model = self.mixer.calcs[0]
+        name = getattr(model, "fingerprint", None) or type(model).__name__
+        return f"{name}+{self._label}"

@@ -74,7 +74,10 @@ def test_d3_refusals_and_specs():
         with_d3(EMT())  # no recorded functional
     with pytest.raises(ValueError, match="damping"):
         d3_calculator("pbe", damping="d4")
-    assert isinstance(make_calculator("mlearn-pbe+d3"), SumCalculator)
+    spec = make_calculator("mlearn-pbe+d3")
+    assert isinstance(spec, SumCalculator)
+    model = EformerCalculator(model="mlearn-pbe")
+    assert spec.fingerprint == f"{model.fingerprint}+d3(pbe,d3bj)"
     assert isinstance(make_calculator("emt+d3:pbe"), SumCalculator)
     with pytest.raises(ValueError, match="SPEC\\+d3:XC"):
         make_calculator("mlearn-pbe+d3pbe")
