@@ -44,7 +44,15 @@
 # Their seed/test sets, labels, states and last-round models are in
 # benchmarks/results/al-vs-random/checkpoints: copy that folder to OUT and re-run with a
 # larger ROUNDS to extend them.
-# All runs above used the pooled FPS descriptor (mean + max of the per-atom features); since
+# Session 13 (rounds 5-6, about 7 min per round on one core): forks of the checkpoints,
+#   F="--fork-from OUT/uncertainty_window --fork-round 4 --sigma-window 0,0.3"
+#   env $S ROUNDS=6 STRATEGIES=uncertainty SUFFIX=_win_atoms AL_ARGS="$A $F --fps-descriptor atoms"
+#   env $S ROUNDS=6 STRATEGIES=uncertainty SUFFIX=_win_pooled AL_ARGS="$A $F --fps-descriptor pooled"
+#   env $S ROUNDS=5 STRATEGIES=random SUFFIX=_seed2_r5 \
+#       AL_ARGS="$A --fork-from OUT/random_seed2 --fork-round 4 --random-seed 2"
+# (reported as uncertainty_window, uncertainty_window_atoms and random_seed2; their states are
+# in checkpoints/uncertainty_window_r6_pooled, ..._r6_atoms and random_seed2_r5).
+# All runs above but _win_atoms used the pooled FPS descriptor (mean + max of the per-atom features); since
 # session 12 the default (--fps-descriptor auto) compares alanine dipeptide atom by atom. Add
 # "--fps-descriptor pooled" to AL_ARGS to extend those runs unchanged.
 set -euo pipefail

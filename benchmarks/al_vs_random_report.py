@@ -29,6 +29,19 @@ import numpy as np
 RUNS = ("uncertainty", "random")
 
 
+def _forked_row(run: Path, round_: int, previous: dict) -> dict:
+    """Per-subset errors of a round a fork copied: from the source run's row in the
+    ``--previous`` report (empty if it is not there)."""
+    fork = run / "fork.json"
+    if not fork.exists():
+        return {}
+    source = Path(json.loads(fork.read_text())["source"]).name
+    for row in previous.get(source, {}).get("rounds", []):
+        if row["round"] == round_:
+            return {k: v for k, v in row.items() if k.startswith("test_")}
+    return {}
+
+
 def subset_errors(model: Path, test_db: Path) -> dict[str, dict[str, float]]:
     """Force MAE (meV/Å) and energy MAE (meV/atom) of a model file per test subset.
 
@@ -128,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
 
     result: dict = {"strategies": {}}
+    previous = (
+        json.loads(args.previous.read_text())["strategies"] if args.previous else {}
+    )
     for strategy in args.runs:
         report_path = args.out / strategy / "al_report.json"
         if not report_path.exists():
@@ -147,15 +163,17 @@ def main(argv: list[str] | None = None) -> int:
                 "test_forces_mae_meV_per_A": 1000 * r["test"]["forces_mae"],
                 "test_spearman": r["test"].get("spearman"),
             }
-            errors = subset_errors(model, args.out / "test.db")
-            row.update(errors)
+            if model.exists():
+                row.update(subset_errors(model, args.out / "test.db"))
+            else:  # a fork (eformer al --fork-from) holds no models of earlier rounds
+                row.update(_forked_row(args.out / strategy, r["round"], previous))
             rounds.append(row)
         result["strategies"][strategy] = {
             "rounds": rounds,
             "label_sources": label_sources(args.out / strategy / "labels.db"),
         }
     if args.previous is not None:
-        for name, run in json.loads(args.previous.read_text())["strategies"].items():
+        for name, run in previous.items():
             if name not in result["strategies"]:
                 result["strategies"][name] = {**run, "from": str(args.previous)}
     done = result["strategies"]
