@@ -177,6 +177,14 @@ class CLICommand:
             "(default: auto)",
         )
         add(
+            "--balance",
+            choices=("none", "source"),
+            default="none",
+            help="'source': share each round's labels equally among the exploration "
+            "trajectories (MD per temperature, metadynamics), each share picked by "
+            "the strategy among its own candidates (default: none)",
+        )
+        add(
             "--workers",
             type=int,
             default=2,
@@ -300,6 +308,7 @@ def config_from_args(args: Any) -> Any:
         weights=(args.attention_weight, args.geometry_weight),
         sigma_window=parse_sigma_window(args.sigma_window),
         descriptor=args.fps_descriptor,
+        balance=args.balance,
         workers=args.workers,
         seed=args.random_seed,
     )

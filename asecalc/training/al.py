@@ -47,9 +47,8 @@ import numpy as np
 from asecalc.config import TrainConfig
 from asecalc.fileio import write_json_atomic
 from asecalc.training.al_explore import ExploreSettings, explore, parse_explore
-from asecalc.training.al_features import resolve_descriptor
 from asecalc.training.al_label import count_rows, percentiles
-from asecalc.training.al_select import STRATEGIES, check_sigma_window, select
+from asecalc.training.al_select import STRATEGIES, check_selection, select
 from asecalc.training.uncertainty import (
     calibration_png,
     evaluate_calibration,
@@ -72,7 +71,8 @@ class ALConfig:
     or a picklable zero-argument factory; ``sigma_converged`` in eV/Å;
     ``label_budget`` counts new labels (seed excluded; default
     ``per_round × rounds``); ``weights`` are the extra acquisition weights
-    (attention entropy, geometric outlier); ``descriptor`` the FPS descriptor.
+    (attention entropy, geometric outlier); ``descriptor`` the FPS descriptor;
+    ``balance="source"`` shares each round's picks among the explorations.
     """
 
     seed_data: str
@@ -98,6 +98,7 @@ class ALConfig:
     weights: tuple[float, float] = (0.0, 0.0)
     sigma_window: tuple[float | str, float | str | None] = (0.0, None)
     descriptor: str = "auto"
+    balance: str = "none"
     workers: int = 2
     seed: int = 0
 
@@ -124,8 +125,7 @@ class ALConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         for spec in self.explore:
             parse_explore(spec)
-        check_sigma_window(self.sigma_window)
-        resolve_descriptor(self.descriptor)
+        check_selection(self.sigma_window, self.descriptor, self.balance)
 
     @property
     def budget(self) -> int:
@@ -355,7 +355,8 @@ class ActiveLearning:
         calc = self.calculator(r) if cfg.strategy == "uncertainty" else None
         labelled = read_labelled(self.labels, "split=train") if calc is not None else []
         rng = np.random.default_rng([cfg.seed, r, 2])
-        args = (cfg.pool_factor, cfg.weights, cfg.sigma_window, cfg.descriptor)
+        args: tuple[Any, ...] = (cfg.pool_factor, cfg.weights, cfg.sigma_window)
+        args += (cfg.descriptor, cfg.balance)
         chosen = select(candidates, n, cfg.strategy, rng, calc, labelled, *args)
         picked = [candidates[i] for i in chosen]
         val = set(

@@ -18,6 +18,13 @@ A bound may also be relative, ``"pNN"``: the NN-th percentile of the round's
 candidates' σ (``(0.0, "p90")`` leaves out the 10 % most uncertain), so the
 window needs no system-specific number.
 
+Balance (``balance="source"``, DP-GEN's per-system selection): the ``n`` picks
+are shared equally among the exploration trajectories the candidates came from
+(``info["source"]``: ``md@300K#0``, ``metad:...``), and each share is chosen
+by the strategy among that trajectory's candidates. Uncertainty alone sends most
+labels to the hottest trajectory, where σ is largest; balance keeps labels for
+the conditions the other explorations stand for.
+
 Descriptors (:mod:`asecalc.training.al_features`): the model's per-atom
 invariant features, per atom when all structures share one composition and
 pooled over atoms otherwise (``descriptor="auto"``).
@@ -37,6 +44,7 @@ from asecalc.training.al_features import model_features, resolve_descriptor
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("uncertainty", "random")
+BALANCES = ("none", "source")
 
 #: A trust-window bound: σ in eV/Å, a percentile "pNN" of the candidates' σ, or None.
 Bound = float | str | None
@@ -191,6 +199,7 @@ def select(
     weights: tuple[float, float] = (0.0, 0.0),
     sigma_window: tuple[Bound, Bound] = (0.0, None),
     descriptor: str = "auto",
+    balance: str = "none",
 ) -> list[int]:
     """Indices of the ``n`` candidates to label.
 
@@ -218,6 +227,9 @@ def select(
         FPS descriptor (:mod:`asecalc.training.al_features`); ``"auto"``
         compares atom by atom when candidates and labelled structures share
         one composition.
+    balance : {"none", "source"}
+        ``"source"``: share ``n`` equally among the candidates' ``info["source"]``
+        trajectories (a share a trajectory cannot fill goes to the others).
 
     Returns
     -------
@@ -226,10 +238,11 @@ def select(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    check_balance(balance)
     check_sigma_window(sigma_window)
     sigma_all = np.array([float(a.info["sigma_max"]) for a in candidates])
     lo, hi = resolve_sigma_window(sigma_window, sigma_all)
-    inside = np.flatnonzero((sigma_all >= lo) & (sigma_all <= hi))
+    inside = [int(i) for i in np.flatnonzero((sigma_all >= lo) & (sigma_all <= hi))]
     if len(inside) < len(candidates):
         logger.info(
             "trust window %s = [%.4g, %.4g] eV/Å: %d of %d candidates inside",
@@ -239,18 +252,63 @@ def select(
             len(inside),
             len(candidates),
         )
-    chosen = _select(
-        [candidates[int(i)] for i in inside],
-        n,
-        strategy,
-        rng,
-        calc,
-        labelled,
-        pool_factor,
-        weights,
-        descriptor,
-    )
-    return [int(inside[i]) for i in chosen]
+    groups: dict[str, list[int]] = {"": inside}
+    if balance == "source":
+        groups = {}
+        for i in inside:
+            groups.setdefault(str(candidates[i].info.get("source", "")), []).append(i)
+        groups = dict(sorted(groups.items()))
+    shares = share_out(n, {name: len(members) for name, members in groups.items()})
+    chosen: list[int] = []
+    for name, members in groups.items():
+        picked = _select(
+            [candidates[i] for i in members],
+            shares[name],
+            strategy,
+            rng,
+            calc,
+            [*labelled, *(candidates[i] for i in chosen)],
+            pool_factor,
+            weights,
+            descriptor,
+        )
+        chosen += [members[i] for i in picked]
+    if len(groups) > 1:
+        logger.info("picks per source: %s", shares)
+    return sorted(chosen)
+
+
+def check_balance(balance: str) -> None:
+    """Raise ValueError unless ``balance`` is one of :data:`BALANCES`."""
+    if balance not in BALANCES:
+        raise ValueError(f"balance must be one of {BALANCES}, got {balance!r}")
+
+
+def check_selection(
+    sigma_window: tuple[Bound, Bound], descriptor: str, balance: str
+) -> None:
+    """Raise ValueError for a bad trust window, FPS descriptor or balance."""
+    check_sigma_window(sigma_window)
+    resolve_descriptor(descriptor)
+    check_balance(balance)
+
+
+def share_out(n: int, sizes: dict[str, int]) -> dict[str, int]:
+    """Split ``n`` picks as evenly as possible over groups of the given sizes.
+
+    No group gets more than its size; what a small group cannot take goes to
+    the others. The first groups (in ``sizes`` order) take the remainder.
+    """
+    shares = dict.fromkeys(sizes, 0)
+    left = min(int(n), sum(sizes.values()))
+    while left > 0:
+        open_groups = [g for g in sizes if shares[g] < sizes[g]]
+        each = max(left // len(open_groups), 1)
+        for g in open_groups:
+            take = min(each, sizes[g] - shares[g], left)
+            shares[g] += take
+            left -= take
+    return shares
 
 
 def _select(

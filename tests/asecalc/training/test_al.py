@@ -194,6 +194,43 @@ def test_sigma_window_limits_both_strategies(ensemble_path, rng):
             parse_sigma_window(bad)
 
 
+def test_balance_shares_picks_among_sources(ensemble_path, rng):
+    from asecalc.training.al_select import share_out
+
+    assert share_out(10, {"a": 20, "b": 20, "c": 20}) == {"a": 4, "b": 3, "c": 3}
+    assert share_out(10, {"a": 1, "b": 20, "c": 2}) == {"a": 1, "b": 7, "c": 2}
+    assert share_out(50, {"a": 3, "b": 4}) == {"a": 3, "b": 4}
+    calc = EformerCalculator(model=ensemble_path)
+    candidates = []
+    for k in range(30):  # a hot trajectory with every high σ, two cool ones
+        source = ("md@900K#0", "md@300K#0", "metad@300K")[k % 3]
+        atoms = molecule(["CH4", "NH3", "H2O"][k % 3])
+        atoms.rattle(0.05, rng=rng)
+        atoms.info.update(sigma_max=1.0 + k if k % 3 == 0 else 0.01 * k, source=source)
+        candidates.append(atoms)
+    plain = select(candidates, 6, "uncertainty", rng, calc, pool_factor=1.0)
+    assert {candidates[i].info["source"] for i in plain} == {"md@900K#0"}
+    for strategy in ("uncertainty", "random"):
+        chosen = select(
+            candidates, 6, strategy, rng, calc, pool_factor=1.0, balance="source"
+        )
+        sources = [candidates[i].info["source"] for i in chosen]
+        assert len(set(chosen)) == 6
+        assert {s: sources.count(s) for s in sources} == {
+            "md@900K#0": 2,
+            "md@300K#0": 2,
+            "metad@300K": 2,
+        }
+    # within a source, the most uncertain are picked
+    chosen = select(
+        candidates, 6, "uncertainty", rng, calc, pool_factor=1.0, balance="source"
+    )
+    cool = sorted(i for i in chosen if candidates[i].info["source"] == "md@300K#0")
+    assert cool == [25, 28]
+    with pytest.raises(ValueError, match="balance"):
+        select(candidates, 6, "random", rng, balance="temperature")
+
+
 def test_exploration_stops_when_sigma_exceeds_threshold(ensemble_path, tmp_path, rng):
     calc = EformerCalculator(model=ensemble_path)
     starts = [molecule("CH4")]
