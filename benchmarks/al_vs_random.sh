@@ -50,6 +50,8 @@
 #   env $S ROUNDS=6 STRATEGIES=uncertainty SUFFIX=_win_pooled AL_ARGS="$A $F --fps-descriptor pooled"
 #   env $S ROUNDS=5 STRATEGIES=random SUFFIX=_seed2_r5 \
 #       AL_ARGS="$A --fork-from OUT/random_seed2 --fork-round 4 --random-seed 2"
+#   env $S ROUNDS=5 STRATEGIES=uncertainty SUFFIX=_window_balance \
+#       AL_ARGS="$A --sigma-window 0,0.3 --balance source"     (from round 0, not a fork)
 # (reported as uncertainty_window, uncertainty_window_atoms and random_seed2; their states are
 # in checkpoints/uncertainty_window_r6_pooled, ..._r6_atoms and random_seed2_r5).
 # All runs above but _win_atoms used the pooled FPS descriptor (mean + max of the per-atom features); since
