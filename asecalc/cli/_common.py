@@ -33,7 +33,7 @@ def make_calculator(spec: str = "eformer", device: str | None = None) -> Any:
         Torch device for eformer models (``"cpu"``, ``"cuda"``).
     """
     base, d3, method = spec.partition("+d3")
-    if d3:
+    if d3 and not Path(spec).exists():
         if method and not method.startswith(":"):
             raise ValueError(
                 f"bad calculator spec {spec!r}: write SPEC+d3 or SPEC+d3:XC"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -67,7 +69,7 @@ def test_d3_sum_forces_and_stress_are_derivatives():
     assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-12)
 
 
-def test_d3_refusals_and_specs():
+def test_d3_refusals_and_specs(tmp_path):
     with pytest.raises(ValueError, match="D4 dispersion"):
         with_d3(EformerCalculator())  # GFN2-xTB model: dispersion already in it
     with pytest.raises(ValueError, match="method='pbe'"):
@@ -79,5 +81,8 @@ def test_d3_refusals_and_specs():
     model = EformerCalculator(model="mlearn-pbe")
     assert spec.fingerprint == f"{model.fingerprint}+d3(pbe,d3bj)"
     assert isinstance(make_calculator("emt+d3:pbe"), SumCalculator)
+    odd_name = tmp_path / "si+d3.pt"  # a model file whose name holds "+d3"
+    odd_name.write_bytes(Path(model.bundle.path).read_bytes())
+    assert isinstance(make_calculator(str(odd_name)), EformerCalculator)
     with pytest.raises(ValueError, match="SPEC\\+d3:XC"):
         make_calculator("mlearn-pbe+d3pbe")
