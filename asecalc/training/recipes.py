@@ -226,6 +226,16 @@ def build_liquid_water(
     return boxes
 
 
+def smiles_recipe(name: str, molecules: dict[str, str]) -> Recipe:
+    """A recipe of molecules given as ``{name: SMILES}``, sampled up to
+    :data:`ORGANICS_MAX_T`."""
+    return Recipe(
+        name,
+        lambda rng: build_smiles(rng, molecules),
+        max_temperature_K=ORGANICS_MAX_T,
+    )
+
+
 RECIPES: dict[str, Recipe] = {
     "g2": Recipe("g2", build_g2),
     "g2-holdout": Recipe("g2-holdout", lambda rng: build_g2(rng, holdout=True)),
@@ -243,21 +253,9 @@ RECIPES: dict[str, Recipe] = {
         rattle_sigma=0.04,
         strain_sigma=0.01,
     ),
-    "organics": Recipe(
-        "organics",
-        lambda rng: build_smiles(rng, ORGANICS),
-        max_temperature_K=ORGANICS_MAX_T,
-    ),
-    "organics-extra": Recipe(
-        "organics-extra",
-        lambda rng: build_smiles(rng, ORGANICS_EXTRA),
-        max_temperature_K=ORGANICS_MAX_T,
-    ),
-    "organics-holdout": Recipe(
-        "organics-holdout",
-        lambda rng: build_smiles(rng, ORGANICS_HOLDOUT),
-        max_temperature_K=ORGANICS_MAX_T,
-    ),
+    "organics": smiles_recipe("organics", ORGANICS),
+    "organics-extra": smiles_recipe("organics-extra", ORGANICS_EXTRA),
+    "organics-holdout": smiles_recipe("organics-holdout", ORGANICS_HOLDOUT),
     "ice": Recipe(
         "ice",
         build_ice_ih,
@@ -281,11 +279,7 @@ def get_recipe(name: str) -> Recipe:
         from asecalc.training._smiles import canonical_smiles
 
         canonical_smiles(smiles)  # parse now: a typo fails before any labelling
-        return Recipe(
-            name,
-            lambda rng: build_smiles(rng, {smiles: smiles}),
-            max_temperature_K=ORGANICS_MAX_T,
-        )
+        return smiles_recipe(name, {smiles: smiles})
     try:
         return RECIPES[name]
     except KeyError:
