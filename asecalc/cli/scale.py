@@ -23,7 +23,8 @@ class CLICommand:
       eformer scale fit sweep --json          # fit.json + loss_vs_*.png in sweep/
       eformer scale adaptive data.db --budget-flops 5e15 --output-dir adaptive
       eformer scale adaptive data.db --budget-flops 5e15 --laws sweep/fit.json
-      eformer scale compare data.db --budget-flops 5e15 --fixed-sizes small,medium
+      eformer scale compare data.db --budget-flops 5e15 --fixed-sizes small,medium \\
+          --test test.db
 
     A size is a preset (S/small, M/medium, L/large) or label:preset:key=value:...,
     e.g. 'xs:S:n_scalars=8:n_vectors=4:n_layers=1'. --model.* flags apply to all
@@ -87,6 +88,12 @@ class CLICommand:
             default="small,medium",
             help="fixed configurations (all data, cosine over the budget)",
         )
+        compare.add_argument(
+            "--test",
+            help="labelled data no run sees: every run's best model is tested on it "
+            "(the unbiased verdict; the validation set also picked the models)",
+        )
+        compare.add_argument("--test-select", help="ase.db query for --test")
 
     @staticmethod
     def run(args: Any) -> int:
@@ -262,6 +269,8 @@ def _compare(args: Any) -> dict[str, Any]:
         args.val_fraction,
         args.seed,
         args.flops_batches,
+        args.test,
+        args.test_select,
     )
     logger.info(
         "best fixed %s: %.4g meV/Å; adaptive: %.4g meV/Å",

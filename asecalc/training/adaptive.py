@@ -9,7 +9,7 @@ finished one), provided the settings that shape the run are unchanged.
 :func:`compare_adaptive` is the acceptance experiment: at equal training FLOPs,
 the adaptive run against fixed configurations chosen up front (each trained on
 all the data with a cosine schedule over the whole budget), all validated on
-the same structures.
+the same structures, and, given a separate test set, all tested on it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,13 @@ from asecalc.training.data import (
 from asecalc.training.diasl import DiaSLConfig, DiaSLController
 from asecalc.training.growth import AppendableSource, DataHook
 from asecalc.training.model_init import new_model, set_normalisation
-from asecalc.training.scale import SweepRequest, prepare_split, run_sweep, size_config
+from asecalc.training.scale import (
+    SweepRequest,
+    prepare_split,
+    run_dir_of,
+    run_sweep,
+    size_config,
+)
 
 logger = logging.getLogger(__name__)
 #: TrainConfig fields the controller sets itself (or does not use): they may
@@ -177,6 +183,8 @@ def compare_adaptive(
     val_fraction: float = 0.1,
     seed: int = 0,
     flops_batches: int = 3,
+    test: str | None = None,
+    test_select: str | None = None,
 ) -> dict[str, Any]:
     """Adaptive run against fixed configurations at the same FLOP budget.
 
@@ -185,14 +193,26 @@ def compare_adaptive(
     choose up front without scaling laws) and the DiaSL run are validated on
     the same held-out structures. Writes ``compare.json``.
 
+    The validation set both picks each run's best (EMA) model and, for the
+    adaptive run, drives the decisions, so its errors flatter the run that
+    looked at it most often. ``test`` (a database or file with labels, never
+    seen by any run) gives the unbiased verdict: every run's best model is
+    evaluated on it.
+
     Returns
     -------
     dict
         ``fixed`` (per size: best validation force MAE in meV/Å, FLOPs used),
-        ``best_fixed``, ``adaptive`` and ``adaptive_wins`` (lower force MAE).
+        ``best_fixed``, ``adaptive`` and ``adaptive_wins`` (lower validation
+        force MAE); with ``test``, also ``test``: per run energy (meV/atom)
+        and force (meV/Å) errors, ``best_fixed`` and ``adaptive_wins`` on it.
     """
     out = Path(output_dir)
     train = train or TrainConfig()
+    if test is not None:  # a missing or empty test set fails now, not after hours
+        if not Path(test).exists():
+            raise FileNotFoundError(f"test set {str(test)!r} not found")
+        open_sources(test, test_select, energy_only=False)
     sweep = run_sweep(
         SweepRequest(
             data=data,
@@ -238,5 +258,51 @@ def compare_adaptive(
         (summary["adaptive"]["forces_mae_meV_per_A"] or math.inf)
         < (fixed[best_label]["forces_mae_meV_per_A"] or math.inf)
     )
+    if test is not None:
+        models = {
+            label: run_dir_of(out / "fixed", label, 1.0) / "model.pt" for label in fixed
+        }
+        summary["test"] = errors_on_test_set(
+            models, out / "adaptive" / "model.pt", test, test_select
+        )
     write_json_atomic(out / "compare.json", summary)
     return summary
+
+
+def errors_on_test_set(
+    fixed_models: dict[str, Path],
+    adaptive_model: Path,
+    test: str,
+    select: str | None = None,
+) -> dict[str, Any]:
+    """Errors of every compared model on a test set, and the verdict on it."""
+    from asecalc.checkpoint import load_model
+    from asecalc.training.evaluate import evaluate_model
+
+    keys = ("forces_mae_meV_per_A", "energy_mae_meV_per_atom")
+
+    def errors(path: Path) -> dict[str, Any]:
+        result = evaluate_model(load_model(path), test, select)
+        return {"n": result["n"], **{k: result["overall"].get(k) for k in keys}}
+
+    fixed = {label: errors(path) for label, path in fixed_models.items()}
+    adaptive = errors(adaptive_model)
+    best = min(fixed, key=lambda k: fixed[k]["forces_mae_meV_per_A"])
+    logger.info(
+        "test set %s (%d structures): best fixed %s %.4g meV/Å; adaptive %.4g meV/Å",
+        test,
+        adaptive["n"],
+        best,
+        fixed[best]["forces_mae_meV_per_A"],
+        adaptive["forces_mae_meV_per_A"],
+    )
+    return {
+        "data": str(test),
+        "select": select,
+        "fixed": fixed,
+        "adaptive": adaptive,
+        "best_fixed": best,
+        "adaptive_wins": bool(
+            adaptive["forces_mae_meV_per_A"] < fixed[best]["forces_mae_meV_per_A"]
+        ),
+    }

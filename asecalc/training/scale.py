@@ -169,13 +169,18 @@ def measure_run_flops(
     ).to_dict(), elements
 
 
+def run_dir_of(output_dir: str | Path, label: str, fraction: float) -> Path:
+    """Folder of one sweep run (its ``model.pt``, ``metrics.csv``, ``result.json``)."""
+    return Path(output_dir) / "runs" / f"{label}_f{fraction}"
+
+
 def run_one(
     req: SweepRequest, label: str, fraction: float, split: dict[str, Any]
 ) -> dict[str, Any]:
     """Train (or resume, or load) one sweep run; return its ``result.json`` data."""
     from asecalc.training.run import TrainRequest, train_model
 
-    run_dir = Path(req.output_dir) / "runs" / f"{label}_f{fraction}"
+    run_dir = run_dir_of(req.output_dir, label, fraction)
     if (run_dir / RESULT).exists():
         logger.info("skipping finished run %s", run_dir.name)
         return json.loads((run_dir / RESULT).read_text())
