@@ -6,7 +6,9 @@ For each run directory (the ``--output-dir`` of ``eformer scale compare``) it
 keeps the budget, every fixed configuration's validation curve (FLOPs, force
 MAE in meV/Å), the adaptive run's curve and decision log, and the verdict.
 Several directories can feed one dataset (e.g. a second compare with other
-fixed sizes or DiaSL settings): name them ``dataset/variant``.
+fixed sizes or DiaSL settings): name them ``dataset/variant``. Entries already
+in DEST under other names are kept (older runs whose folders are gone). With
+``--test`` the test-set errors of every run's best model are kept too.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def adaptive_run(root: Path) -> dict:
 
 def main(argv: list[str]) -> None:
     dest, pairs = Path(argv[0]), argv[1:]
-    out = {}
+    out = json.loads(dest.read_text()) if dest.exists() else {}
     for pair in pairs:
         name, _, directory = pair.partition("=")
         root = Path(directory)
@@ -84,6 +86,8 @@ def main(argv: list[str]) -> None:
             "adaptive": adaptive_run(root),
             "adaptive_wins": summary["adaptive_wins"],
         }
+        if "test" in summary:
+            out[name]["test"] = summary["test"]
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {dest} ({dest.stat().st_size / 1024:.0f} kB)")
