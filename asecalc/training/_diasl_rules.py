@@ -5,6 +5,8 @@ Private: used by :class:`asecalc.training.diasl.DiaSLController`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from asecalc.config import ModelConfig
@@ -13,6 +15,40 @@ from asecalc.training._diasl_config import DiaSLConfig
 from asecalc.training.data import GraphDataset
 from asecalc.training.flops import count_parameters
 from asecalc.training.growth import grow_depth, grow_width
+
+
+def gain_window(
+    curve: list[dict[str, Any]], phase_start: int, config: DiaSLConfig
+) -> list[dict[str, Any]] | None:
+    """Validation points to measure the marginal gain on, or None if not yet.
+
+    Parameters
+    ----------
+    curve : list of dict
+        Validation points in order, each with ``flops`` (training FLOPs so far).
+    phase_start : int
+        Index of the first point after the last action (0 before any).
+    config : DiaSLConfig
+        ``window``, ``min_points`` and ``window_span``.
+
+    Returns
+    -------
+    list of dict or None
+        The points of the current phase with ``C >= C_last / window_span``,
+        extended back to at least ``window`` points; None while the phase has
+        fewer than ``min_points`` points or spans less than ``window_span``
+        in compute.
+    """
+    if config.window_span < 1:
+        raise ValueError(f"window_span must be >= 1, got {config.window_span}")
+    phase = curve[phase_start:]
+    if len(phase) < config.min_points:
+        return None
+    last = phase[-1]["flops"]
+    if last < config.window_span * phase[0]["flops"]:
+        return None
+    inside = [p for p in phase if p["flops"] * config.window_span >= last]
+    return phase[-max(len(inside), config.window) :]
 
 
 def growth_kind(

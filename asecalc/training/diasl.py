@@ -2,8 +2,9 @@
 
 The controller trains in segments of ``eval_every`` steps and counts FLOPs
 (:mod:`asecalc.training.flops`). After each validation it fits
-``L = A C^-α + E`` to the recent validation losses
-(:func:`analysis.scaling_fit.marginal_gain`); when the elasticity
+``L = A C^-α + E`` (:func:`analysis.scaling_fit.marginal_gain`) to the
+validation losses of the last factor ``window_span`` in compute
+(:func:`~._diasl_rules.gain_window`); when the elasticity
 ``-d ln L / d ln C`` falls below ``gain_threshold`` it either
 
 * **adds data** from a hook (any callable ``hook(n) -> list of int | list of
@@ -52,6 +53,7 @@ from asecalc.training._diasl_checkpoint import (
 from asecalc.training._diasl_config import DiaSLConfig
 from asecalc.training._diasl_rules import (
     choose_action,
+    gain_window,
     growth_kind,
     max_energy_change,
 )
@@ -259,11 +261,8 @@ class DiaSLController:
         assert seg is not None
         self.used, self.segment = seg["used0"] + seg["steps"] * seg["fps"], None
         self._record(self.trainer.history[-1])
-        recent = self.curve[max(self.phase_start, len(self.curve) - cfg.window) :]
-        if (
-            self.used < (1 - cfg.anneal_fraction) * self.budget
-            and len(self.curve) - self.phase_start >= cfg.min_points
-        ):
+        recent = gain_window(self.curve, self.phase_start, cfg)
+        if self.used < (1 - cfg.anneal_fraction) * self.budget and recent:
             from analysis.scaling_fit import marginal_gain
 
             gain = marginal_gain(
