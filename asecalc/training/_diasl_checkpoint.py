@@ -70,7 +70,10 @@ def read_state(
             f"{str(path)!r} is not a checkpoint of `eformer scale adaptive`; "
             "use a new --output-dir"
         )
-    changed = _differences(_plain(saved["settings"]), _plain(settings))
+    before = _plain(saved["settings"])
+    if isinstance(before.get("diasl"), dict):  # saved before window_span existed:
+        before["diasl"].setdefault("window_span", 1.0)  # the last `window` points
+    changed = _differences(before, _plain(settings))
     if changed:
         raise ValueError(
             f"cannot resume the adaptive run in {str(output_dir)!r}: its settings "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -420,3 +421,23 @@ def test_adaptive_resume_refuses_changed_settings(adaptive_reference):
         run_adaptive(_request(args, lr=2e-2))
     with pytest.raises(ValueError, match="budget_flops: saved"):
         run_adaptive(_request({**args, "budget_flops": 2 * args["budget_flops"]}))
+
+
+def test_adaptive_run_from_before_window_span_resumes_as_it_ran(
+    adaptive_reference, tmp_path
+):
+    """Runs saved before ``window_span`` existed fitted the last ``window`` points."""
+    args, summary, state = adaptive_reference
+    settings = state["diasl"]["settings"]
+    old = {**settings, "diasl": dict(settings["diasl"])}
+    del old["diasl"]["window_span"]
+    torch.save(
+        {**state, "diasl": {**state["diasl"], "settings": old}},
+        tmp_path / "checkpoint.pt",
+    )
+    args = {**args, "output_dir": str(tmp_path)}
+    request = _request(args)
+    request.diasl = dataclasses.replace(RESUME_DIASL, window_span=2.0)
+    with pytest.raises(ValueError, match=r"diasl\.window_span: saved 1\.0, now 2\.0"):
+        run_adaptive(request)
+    assert run_adaptive(_request(args))["flops_used"] == summary["flops_used"]
