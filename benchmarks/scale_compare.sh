@@ -14,6 +14,11 @@
 # double backward, scaled to the mean structure of the whole set), 2026-11-27:
 # aspirin S 6.8e8, M 3.7e9, DiaSL start (S, 1 layer) 3.3e8;
 # GFN2-xTB CHNO/water S 5.1e8, start 2.5e8.
+# The 1e13 aspirin runs of 2026-11-28 (README, tutorial 06): ASPIRIN_BUDGET=1e13 DTYPE=float32,
+# fixed sizes small and s1 only (about 40 min each on one thread), DiaSL three ways: as then
+# (--diasl.window-span 1), the same with --diasl.initial-fraction 1.0, and the default
+# (window span 2). Collected with benchmarks/collect_scale_compare.py into
+# tutorials/data/diasl_compare.json as "aspirin 1e13, ...".
 # "s1" is the start architecture trained fixed on all the data: the control
 # that tells a gain from the decisions apart from a gain from starting small.
 # Results: OUT/<dataset>/compare.json ("adaptive_wins", force MAEs in meV/Å);
