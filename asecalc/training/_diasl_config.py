@@ -64,3 +64,9 @@ class DiaSLConfig:
     rewarm_steps: int = 20
     flops_batches: int = 3
     train_probe: int = 512
+
+    def __post_init__(self) -> None:
+        if not self.window_span >= 1:  # also refuses NaN
+            raise ValueError(
+                f"window_span must be >= 1 (a compute ratio), got {self.window_span}"
+            )

@@ -39,8 +39,6 @@ def gain_window(
         fewer than ``min_points`` points or spans less than ``window_span``
         in compute.
     """
-    if config.window_span < 1:
-        raise ValueError(f"window_span must be >= 1, got {config.window_span}")
     phase = curve[phase_start:]
     if len(phase) < config.min_points:
         return None

@@ -34,8 +34,9 @@ def test_span_one_is_the_fixed_window_of_old():
     assert gain_window(curve, 0, cfg) == curve[-5:]
     assert gain_window(curve, 37, cfg) is None  # 3 points in the phase
     assert gain_window(curve, 36, cfg) == curve[36:]  # 4 points: fewer than window
-    with pytest.raises(ValueError, match="window_span"):
-        gain_window(curve, 0, DiaSLConfig(window_span=0.5))
+    for bad in (0.5, float("nan")):  # refused when the run is set up
+        with pytest.raises(ValueError, match="window_span"):
+            DiaSLConfig(window_span=bad)
 
 
 def test_span_window_reads_the_true_elasticity_through_noise():
