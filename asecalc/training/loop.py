@@ -32,6 +32,8 @@ from asecalc.training.loss import ErrorAccumulator, training_loss, weighted_loss
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "eformer-train-checkpoint"
+#: Consecutive steps with a non-finite loss or gradient before training stops.
+MAX_BAD_STEPS = 10
 
 
 def _world() -> tuple[int, int]:
@@ -110,6 +112,7 @@ class Trainer:
         self.plateau_bad_evals = 0
         self.ema = copy.deepcopy(model) if config.ema_decay > 0 else None
         self.step = 0
+        self.bad_steps = 0  # consecutive steps skipped for a non-finite gradient
         self.elapsed = 0.0
         self.best_val = math.inf
         self.history: list[dict[str, Any]] = []
@@ -184,7 +187,22 @@ class Trainer:
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
                     p.grad /= self.world
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        if not torch.isfinite(norm):  # NaN/inf would poison the weights and Adam
+            self.optimizer.zero_grad(set_to_none=False)
+            self.bad_steps += 1
+            if self.bad_steps >= MAX_BAD_STEPS:
+                raise RuntimeError(
+                    f"{self.bad_steps} consecutive training steps up to step "
+                    f"{self.step} had a non-finite loss or gradient; the weights "
+                    "are those before them. Lower --train.lr or check the data "
+                    "(overlapping atoms, extreme forces)"
+                )
+            logger.warning(
+                "step %d: non-finite loss or gradient, update skipped", self.step
+            )
+            return {}
+        self.bad_steps = 0
         self.optimizer.step()
         if self.ema is not None:
             with torch.no_grad():

@@ -286,3 +286,40 @@ def test_cli_time_budget_lifts_the_default_step_limit(flags, max_steps, max_time
     args = build_parser().parse_args(["train", "data.db", *flags])
     train = request_from_args(args).train
     assert (train.max_steps, train.max_time_s) == (max_steps, max_time_s)
+
+
+def _nan_loss_at(monkeypatch, bad_calls):
+    """Make the training loss NaN on the given (0-based) calls."""
+    import asecalc.training.loop as loop
+
+    real, calls = loop.training_loss, []
+
+    def patched(model, batch, cfg):
+        loss, parts = real(model, batch, cfg)
+        calls.append(len(calls))
+        if bad_calls(len(calls) - 1):
+            loss = loss * float("nan")
+        return loss, parts
+
+    monkeypatch.setattr(loop, "training_loss", patched)
+    return calls
+
+
+def test_non_finite_step_is_skipped_not_learned(emt_db, tmp_path, monkeypatch, caplog):
+    _nan_loss_at(monkeypatch, lambda call: call == 3)
+    with caplog.at_level("WARNING", logger="asecalc.training.loop"):
+        train_model(_request(emt_db, tmp_path, max_steps=12))
+    assert "step 3: non-finite loss or gradient, update skipped" in caplog.text
+    model = load_model(tmp_path / "model.pt")
+    assert all(torch.isfinite(p).all() for p in model.members[0].parameters())
+
+
+def test_persistent_non_finite_loss_stops_with_a_clear_error(
+    emt_db, tmp_path, monkeypatch
+):
+    from asecalc.training.loop import MAX_BAD_STEPS
+
+    calls = _nan_loss_at(monkeypatch, lambda call: call >= 2)
+    with pytest.raises(RuntimeError, match=r"consecutive training steps.*non-finite"):
+        train_model(_request(emt_db, tmp_path, max_steps=40))
+    assert len(calls) == 2 + MAX_BAD_STEPS
