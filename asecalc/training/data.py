@@ -100,7 +100,7 @@ class StructureSource:
         self.path = Path(path)
         self.energy_only = energy_only
         if not self.path.exists():
-            raise FileNotFoundError(f"training data {str(self.path)!r} not found")
+            raise FileNotFoundError(f"labelled data {str(self.path)!r} not found")
         self._db: Any = None
         self._items: list[Labelled] | None = None
         if self.path.suffix == ".db":
