@@ -23,6 +23,8 @@ class CLICommand:
       eformer scale fit sweep --json          # fit.json + loss_vs_*.png in sweep/
       eformer scale adaptive data.db --budget-flops 5e15 --output-dir adaptive
       eformer scale adaptive data.db --budget-flops 5e15 --laws sweep/fit.json
+      eformer scale adaptive data.db --budget-flops 5e15 --laws sweep/fit.json \
+          --diasl.growth laws --diasl.schedule cosine   # grow when the law says
       eformer scale compare data.db --budget-flops 5e15 --fixed-sizes small,medium \\
           --test test.db
 
@@ -157,7 +159,10 @@ def _adaptive_args(parser: Any) -> None:
         help="model to start from (a size, see above)",
     )
     parser.add_argument(
-        "--laws", help="fit.json of `eformer scale fit` (joint law decides)"
+        "--laws",
+        help="fit.json of `eformer scale fit`: its joint L(N, P) decides data "
+        "vs model at a stall; with --diasl.growth laws its L(P, steps) decides "
+        "when to grow",
     )
     add_dataclass_arguments(parser, "diasl", DiaSLConfig)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from asecalc.checkpoint import safe_torch_load
+from asecalc.config import ModelConfig
 from asecalc.training.loop import Trainer
 
 #: The trainer's checkpoint file (see :meth:`Trainer.resume`).
@@ -49,6 +50,64 @@ class ControlledTrainer(Trainer):
         return state
 
 
+class ControllerState:
+    """The DiaSL controller's checkpoint part (mixed into ``DiaSLController``)."""
+
+    settings: dict[str, Any]
+    used: float
+    restart_step: int
+    growths: int
+    phase_start: int
+    segment: dict[str, Any] | None
+    flops: dict[str, Any]
+    curve: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+    train_set: Any
+    start_config: ModelConfig
+    pool: Any
+    trainer: Trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        """The controller's part of ``checkpoint.pt`` (plain values and tensors)."""
+        return {
+            "format": STATE_FORMAT,
+            "settings": self.settings,
+            "used": self.used,
+            "restart_step": self.restart_step,
+            "growths": self.growths,
+            "phase_start": self.phase_start,
+            "segment": self.segment,
+            "flops": self.flops,
+            "curve": self.curve,
+            "decisions": self.decisions,
+            "positions": list(self.train_set.indices),
+            "start_model_config": self.start_config.to_dict(),
+            "hook_structures": self.pool.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a ``checkpoint.pt`` (trainer and ``"diasl"`` parts).
+
+        The controller must have been built with the saved model config (the
+        model may have grown), ``positions`` and pool (with the hook's
+        structures restored, :meth:`AppendableSource.restore_extra`).
+        """
+        saved = state.get("diasl") or {}
+        if saved.get("format") != STATE_FORMAT:
+            raise ValueError("not a DiaSL checkpoint (no 'diasl' state)")
+        if list(saved["positions"]) != list(self.train_set.indices):
+            raise ValueError(
+                "the training positions of the checkpoint differ from the "
+                "controller's; build it with the saved positions"
+            )
+        self.trainer.load_state_dict(state)
+        self.used, self.restart_step = float(saved["used"]), int(saved["restart_step"])
+        self.growths, self.phase_start = int(saved["growths"]), saved["phase_start"]
+        self.segment, self.flops = saved["segment"], dict(saved["flops"])
+        self.curve, self.decisions = list(saved["curve"]), list(saved["decisions"])
+        self.start_config = ModelConfig.from_dict(saved["start_model_config"])
+
+
 def read_state(
     output_dir: str | Path, settings: dict[str, Any]
 ) -> dict[str, Any] | None:
@@ -73,6 +132,9 @@ def read_state(
     before = _plain(saved["settings"])
     if isinstance(before.get("diasl"), dict):  # saved before window_span existed:
         before["diasl"].setdefault("window_span", 1.0)  # the last `window` points
+        before["diasl"].setdefault("growth", "stall")  # saved before "laws"
+        before["diasl"].setdefault("schedule", "wsd")
+    before.setdefault("steps_law", None)
     changed = _differences(before, _plain(settings))
     if changed:
         raise ValueError(

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+GROWTH_RULES = ("stall", "laws")
+SCHEDULES = ("wsd", "cosine")
+
 
 @dataclass(frozen=True)
 class DiaSLConfig:
@@ -49,6 +52,19 @@ class DiaSLConfig:
         read a loss of 1.08 where the whole 623-structure training set read
         0.52 (validation 0.85): the gap came out −0.28 instead of +0.39 and
         the controller grew the model where it should have added data.
+    growth : str
+        When to grow the model. ``"stall"``: when the marginal gain stalls and
+        the gap (or the joint law) says capacity limits. ``"laws"``: at the
+        validation where the fitted ``L(P, steps)`` law of the sweep
+        (``--laws``) predicts the lowest final loss for growing then, whether
+        or not the gain has stalled (:mod:`~._diasl_laws`); stalls then only
+        add data. On rMD17 aspirin at 1e13 FLOPs the small model never
+        stalled although the next size would have reached a lower loss.
+    schedule : str
+        Learning-rate multiplier over the budget: ``"wsd"`` (constant, then
+        cosine decay over the last ``anneal_fraction``) or ``"cosine"`` (one
+        cosine over the whole budget, as a fixed run's). Either way it
+        re-warms over ``rewarm_steps`` after each action.
     """
 
     gain_threshold: float = 0.1
@@ -64,8 +80,16 @@ class DiaSLConfig:
     rewarm_steps: int = 20
     flops_batches: int = 3
     train_probe: int = 512
+    growth: str = "stall"
+    schedule: str = "wsd"
 
     def __post_init__(self) -> None:
+        for name, allowed in (("growth", GROWTH_RULES), ("schedule", SCHEDULES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}, "
+                    f"got {getattr(self, name)!r}"
+                )
         if not self.window_span >= 1:  # also refuses NaN
             raise ValueError(
                 f"window_span must be >= 1 (a compute ratio), got {self.window_span}"

@@ -5,16 +5,19 @@ Private: used by :class:`asecalc.training.diasl.DiaSLController`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+import torch
 
 from asecalc.config import ModelConfig
 from asecalc.nn import EformerModel
 from asecalc.training._diasl_config import DiaSLConfig
 from asecalc.training.data import GraphDataset
 from asecalc.training.flops import count_parameters
-from asecalc.training.growth import grow_depth, grow_width
+from asecalc.training.growth import grow_depth, grow_model, grow_width
+from asecalc.training.loop import Trainer
 
 
 def gain_window(
@@ -112,6 +115,77 @@ def choose_action(
         "grow",
         f"train/val gap {gap:.2f} <= {gap_threshold}: capacity-limited",
     )
+
+
+def schedule_factor(config: DiaSLConfig, budget: float, flops: float) -> float:
+    """Learning-rate factor after ``flops`` of ``budget`` (``config.schedule``)."""
+    start = 0.0 if config.schedule == "cosine" else (1 - config.anneal_fraction)
+    start *= budget
+    if flops <= start or (config.schedule == "wsd" and config.anneal_fraction <= 0):
+        return 1.0
+    progress = min((flops - start) / (budget - start), 1.0)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def probe_loss(
+    trainer: Trainer, pool: Any, train_set: GraphDataset, config: DiaSLConfig
+) -> float:
+    """Training loss on ``config.train_probe`` structures spread over the set."""
+    indices = list(train_set.indices)
+    k = min(config.train_probe, len(indices))
+    picks = np.unique(np.linspace(0, len(indices) - 1, k).round().astype(int))
+    probe = GraphDataset(
+        pool,
+        [indices[i] for i in picks],
+        train_set.elements,
+        train_set.cutoff,
+        train_set.dtype,
+    )
+    return trainer.evaluate(probe)["loss"]
+
+
+def carry_optimizer_state(old: Trainer, new: Trainer) -> int:
+    """Copy AdamW moments from a model to its grown copy; returns tensors carried.
+
+    Parameters are matched by name; a grown one (wider) gets the old moments in
+    its leading block (where :func:`~asecalc.training.growth.grow_width` keeps
+    the old weights) and zeros elsewhere, new ones start with no state. Without
+    this, the grown model restarts Adam from zero moments for every weight.
+    """
+    before = dict(old.model.named_parameters())
+    carried = 0
+    for name, param in new.model.named_parameters():
+        state = old.optimizer.state.get(before.get(name))  # type: ignore[arg-type]
+        if not state:
+            continue
+        copy: dict[str, Any] = {}
+        for key, value in state.items():
+            if key == "step" or value.shape == param.shape:
+                copy[key] = value.clone()
+                continue
+            if value.ndim != param.ndim:
+                break
+            padded = torch.zeros_like(param)
+            padded[tuple(slice(0, n) for n in value.shape)] = value
+            copy[key] = padded
+        else:
+            new.optimizer.state[param] = copy
+            carried += 1
+    return carried
+
+
+def hand_over(old: Trainer, new: Trainer, kind: str, seed: int) -> None:
+    """Move a trainer's state to the trainer of its grown model.
+
+    AdamW moments (:func:`carry_optimizer_state`), the EMA weights (grown the
+    same way), step, wall time, history, best validation loss and the RNG.
+    """
+    carry_optimizer_state(old, new)
+    if old.ema is not None and new.ema is not None:
+        new.ema.load_state_dict(grow_model(old.ema, kind, seed).state_dict())
+    new.step, new.elapsed = old.step, old.elapsed
+    new.history, new.best_val = old.history, old.best_val
+    new.generator.set_state(old.generator.get_state())
 
 
 def max_energy_change(

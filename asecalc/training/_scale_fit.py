@@ -84,10 +84,14 @@ def fit_sweep(
     fits["joint"], why_j = _try(
         "L(N,P)", sf.fit_joint, finals[:, 0], finals[:, 1], finals[:, 2], n_bootstrap
     )
-    for key, why in (("C", why_c), ("joint", why_j)):
+    fits["steps"], why_s = _try("L(P, steps)", fit_steps, runs, metric, n_bootstrap)
+    for key, why in (("C", why_c), ("joint", why_j), ("steps", why_s)):
         if why:
             report["skipped"][key] = why
     report["fits"] = {k: v.to_dict() for k, v in fits.items() if v is not None}
+    if fits["steps"] is not None:
+        report["fits"]["steps"]["form"] = "L = E + A / P^alpha + B / S^beta"
+        report["fits"]["steps"]["note"] = STEPS_NOTE
     report["frontier"] = {"flops": frontier[0].tolist(), "loss": frontier[1].tolist()}
     report["runs"] = [
         {k: run[k] for k in ("label", "fraction", "n_train", "n_params", "total_flops")}
@@ -100,6 +104,64 @@ def fit_sweep(
         report["plots"] = _plots(out, runs, curves, frontier, finals, fits)
     write_json_atomic(out / "fit.json", report)
     return report
+
+
+#: What ``fits.steps`` of ``fit.json`` is fitted on.
+STEPS_NOTE = (
+    "S = optimiser steps; every learning-curve point after the first "
+    "fifth of each run at the sweep's largest training set; used by "
+    "`eformer scale adaptive --diasl.growth laws`"
+)
+
+
+def fit_steps(
+    runs: list[dict[str, Any]],
+    metric: str = "val_loss",
+    n_bootstrap: int = 200,
+    skip: float = 0.2,
+) -> Any:
+    """Fit ``L(P, S) = E + A / P^alpha + B / S^beta`` to the sweep's learning curves.
+
+    Parameters
+    ----------
+    runs : list of dict
+        ``result.json`` contents (``curve`` points with ``flops`` and the
+        metric, ``flops_per_step``, ``steps``, ``n_params``, ``n_train``).
+    metric : str
+    n_bootstrap : int
+    skip : float
+        Fraction of each run's steps left out at its start, where the loss
+        follows the learning-rate warm-up and the first fast fall more than
+        the law.
+
+    Returns
+    -------
+    analysis.scaling_fit.JointFit
+        With ``S`` in the place of ``N`` (``params``: E, A, alpha, B, beta).
+
+    Raises
+    ------
+    ValueError
+        With fewer than two model sizes at the largest training set (the
+        parameter term is then undetermined) or too few points.
+    """
+    from analysis.scaling_fit import fit_joint
+
+    top = max(r["n_train"] for r in runs)
+    steps, params, loss = [], [], []
+    for run in (r for r in runs if r["n_train"] == top):
+        for point in run["curve"]:
+            s = point["flops"] / run["flops_per_step"]
+            if metric in point and s >= skip * run["steps"]:
+                steps.append(s)
+                params.append(run["n_params"])
+                loss.append(point[metric])
+    if len(set(params)) < 2:
+        raise ValueError(
+            "L(P, steps) needs runs of at least two model sizes at the largest "
+            f"training set ({top} structures)"
+        )
+    return fit_joint(steps, params, loss, n_bootstrap)
 
 
 def _allocation(

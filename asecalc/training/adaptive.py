@@ -151,10 +151,10 @@ def adaptive_settings(
 ) -> dict[str, Any]:
     """The settings that shape an adaptive run (a resumed run must match them).
 
-    Data, selection, split, start model, budget, DiaSL settings, the joint law
-    used for decisions, and every :class:`TrainConfig` field except those the
-    controller sets itself (``max_steps``, ``max_time_s``, ``warmup_steps``,
-    ``schedule``).
+    Data, selection, split, start model, budget, DiaSL settings, the joint and
+    L(P, steps) laws used for decisions, and every :class:`TrainConfig` field
+    except those the controller sets itself (``max_steps``, ``max_time_s``,
+    ``warmup_steps``, ``schedule``).
     """
     train = {
         k: v for k, v in req.train.to_dict().items() if k not in _FREE_TRAIN_FIELDS
@@ -169,6 +169,7 @@ def adaptive_settings(
         "train": train,
         "diasl": dataclasses.asdict(req.diasl),
         "laws": (laws or {}).get("fits", {}).get("joint", {}).get("params"),
+        "steps_law": (laws or {}).get("fits", {}).get("steps", {}).get("params"),
     }
 
 

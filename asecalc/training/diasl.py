@@ -33,29 +33,31 @@ exactly where it was.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ase import Atoms
 
 from asecalc.checkpoint import atomic_torch_save
-from asecalc.config import ModelConfig, TrainConfig
+from asecalc.config import TrainConfig
 from asecalc.fileio import write_json_atomic
 from asecalc.nn import EformerModel
 from asecalc.training._diasl_checkpoint import (
     CHECKPOINT,
-    STATE_FORMAT,
     ControlledTrainer,
+    ControllerState,
 )
 from asecalc.training._diasl_config import DiaSLConfig
+from asecalc.training._diasl_laws import StepsLaw, growth_plan, recent_loss
 from asecalc.training._diasl_rules import (
     choose_action,
     gain_window,
     growth_kind,
+    hand_over,
     max_energy_change,
+    probe_loss,
+    schedule_factor,
 )
 from asecalc.training.data import GraphDataset
 from asecalc.training.flops import measure_step_flops
@@ -63,14 +65,13 @@ from asecalc.training.growth import (
     AppendableSource,
     DataHook,
     NextSlice,
-    grow_depth,
-    grow_width,
+    grow_model,
 )
 
 logger = logging.getLogger(__name__)
 
 
-class DiaSLController:
+class DiaSLController(ControllerState):
     """Train under a FLOP budget, adding data or growing the model when gains stall.
 
     Parameters
@@ -123,6 +124,14 @@ class DiaSLController:
         )
         self.hook = data_hook or NextSlice(len(pool), max(positions) + 1)
         self.laws = (laws or {}).get("fits", {}).get("joint", {}).get("params")
+        self.steps_law = StepsLaw.from_fit(laws)
+        if config.growth == "laws" and self.steps_law is None:
+            raise ValueError(
+                "growth='laws' needs --laws: a fit.json of `eformer scale fit` "
+                "with the L(P, steps) law (fits.steps); re-fit the sweep"
+            )
+        self.law_metric = (laws or {}).get("metric", "val_loss")
+        self.next_size: dict[str, Any] | None = None  # grown model's P and FLOPs/step
         self.slice_size, self.settings = slice_size, dict(settings or {})
         self.start_config = mc
         self.trainer = self._make_trainer(model)
@@ -147,46 +156,6 @@ class DiaSLController:
         trainer.controller_state = self.state_dict
         return trainer
 
-    def state_dict(self) -> dict[str, Any]:
-        """The controller's part of ``checkpoint.pt`` (plain values and tensors)."""
-        return {
-            "format": STATE_FORMAT,
-            "settings": self.settings,
-            "used": self.used,
-            "restart_step": self.restart_step,
-            "growths": self.growths,
-            "phase_start": self.phase_start,
-            "segment": self.segment,
-            "flops": self.flops,
-            "curve": self.curve,
-            "decisions": self.decisions,
-            "positions": list(self.train_set.indices),
-            "start_model_config": self.start_config.to_dict(),
-            "hook_structures": self.pool.extra_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a ``checkpoint.pt`` (trainer and ``"diasl"`` parts).
-
-        The controller must have been built with the saved model config (the
-        model may have grown), ``positions`` and pool (with the hook's
-        structures restored, :meth:`AppendableSource.restore_extra`).
-        """
-        saved = state.get("diasl") or {}
-        if saved.get("format") != STATE_FORMAT:
-            raise ValueError("not a DiaSL checkpoint (no 'diasl' state)")
-        if list(saved["positions"]) != list(self.train_set.indices):
-            raise ValueError(
-                "the training positions of the checkpoint differ from the "
-                "controller's; build it with the saved positions"
-            )
-        self.trainer.load_state_dict(state)
-        self.used, self.restart_step = float(saved["used"]), int(saved["restart_step"])
-        self.growths, self.phase_start = int(saved["growths"]), saved["phase_start"]
-        self.segment, self.flops = saved["segment"], dict(saved["flops"])
-        self.curve, self.decisions = list(saved["curve"]), list(saved["decisions"])
-        self.start_config = ModelConfig.from_dict(saved["start_model_config"])
-
     def _save(self) -> None:
         atomic_torch_save(self.trainer.state_dict(), self.output_dir / CHECKPOINT)
 
@@ -201,15 +170,12 @@ class DiaSLController:
 
     def _lr(self, step0: int, used0: float, fps: float) -> Callable[[int], float]:
         cfg = self.config
-        start = (1 - cfg.anneal_fraction) * self.budget
 
         def multiplier(step: int) -> float:
             warm = min(1.0, (step - self.restart_step + 1) / max(cfg.rewarm_steps, 1))
-            c = used0 + (step - step0) * fps
-            if c <= start or cfg.anneal_fraction <= 0:
-                return warm
-            progress = min((c - start) / (self.budget - start), 1.0)
-            return warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+            return warm * schedule_factor(
+                cfg, self.budget, used0 + (step - step0) * fps
+            )
 
         return multiplier
 
@@ -262,7 +228,10 @@ class DiaSLController:
         self.used, self.segment = seg["used0"] + seg["steps"] * seg["fps"], None
         self._record(self.trainer.history[-1])
         recent = gain_window(self.curve, self.phase_start, cfg)
-        if self.used < (1 - cfg.anneal_fraction) * self.budget and recent:
+        may_act = self.used < (1 - cfg.anneal_fraction) * self.budget
+        if may_act and cfg.growth == "laws" and self._law_growth():
+            recent = None
+        if may_act and recent:
             from analysis.scaling_fit import marginal_gain
 
             gain = marginal_gain(
@@ -287,26 +256,46 @@ class DiaSLController:
             }
         )
 
-    def _train_loss(self) -> float:
-        indices = list(self.train_set.indices)  # spread over all of it: see train_probe
-        k = min(self.config.train_probe, len(indices))
-        picks = np.unique(np.linspace(0, len(indices) - 1, k).round().astype(int))
-        probe = GraphDataset(
-            self.pool,
-            [indices[i] for i in picks],
-            self.train_set.elements,
-            self.train_set.cutoff,
-            self.train_set.dtype,
+    def _law_growth(self) -> bool:
+        """Grow now if the L(P, steps) law says now is the best time; True if grown."""
+        phase = self.curve[self.phase_start :]
+        kind = growth_kind(
+            self.trainer.model.config, self.start_config, self.config, self.growths
         )
-        return self.trainer.evaluate(probe)["loss"]
+        if kind is None or len(phase) < self.config.min_points:
+            return False
+        assert self.steps_law is not None
+        if self.next_size is None or self.next_size["kind"] != kind:
+            grown = grow_model(self.trainer.model, kind, 0)
+            flops = measure_step_flops(
+                grown, self.train_set, self.train_config, self.config.flops_batches
+            )
+            self.next_size = {"kind": kind, **flops.to_dict()}
+        loss_now = recent_loss(phase, self.law_metric)
+        remaining, check = self.budget - self.used, self.train_config.eval_every
+        plan = growth_plan(
+            self.steps_law, loss_now, self.flops, self.next_size, remaining, check
+        )
+        self.curve[-1]["law_final_never"] = plan["final_never"]
+        self.curve[-1]["law_final_best"] = plan["final_best"]
+        if not plan["grow"]:
+            return False
+        record = {"step": self.trainer.step, "flops": self.used, "val_loss": loss_now}
+        record.update(reason=plan["reason"], law=plan, action=f"grow_{kind}")
+        record.update(self._grow(kind))
+        self._log_decision(record)
+        self.phase_start, self.next_size = len(self.curve), None
+        return True
 
     def _act(self, gain: dict[str, Any]) -> None:
         val = self.curve[-1]["val_loss"]
-        train = self._train_loss()
+        train = probe_loss(self.trainer, self.pool, self.train_set, self.config)
         gap = (val - train) / val
         kind = growth_kind(
             self.trainer.model.config, self.start_config, self.config, self.growths
         )
+        if self.config.growth == "laws":  # the law grows the model; stalls add data
+            kind = None
         choice, reason = choose_action(
             gap,
             kind,
@@ -316,6 +305,8 @@ class DiaSLController:
             self.slice_size,
             self.config.gap_threshold,
         )
+        if self.config.growth == "laws":
+            reason = "gain stalled; growth is left to the L(P, steps) law"
         record: dict[str, Any] = {
             "step": self.trainer.step,
             "flops": self.used,
@@ -335,8 +326,13 @@ class DiaSLController:
                 choice, record["reason"] = "grow", reason + "; data hook exhausted"
             else:
                 record["action"] = "none (no data left, model at its limit)"
+                if self.config.growth == "laws":
+                    record["action"] = "none (no data left)"
         if choice == "grow" and kind is not None:
             record.update(action=f"grow_{kind}", **self._grow(kind))
+        self._log_decision(record)
+
+    def _log_decision(self, record: dict[str, Any]) -> None:
         self.decisions.append(record)
         logger.info(
             "DiaSL decision at %.3g FLOPs: %s (%s)",
@@ -359,19 +355,12 @@ class DiaSLController:
         old = self.trainer
         seed = self.train_config.seed + 1 + self.growths
 
-        def grow(m: EformerModel) -> EformerModel:
-            return grow_depth(m, seed) if kind == "depth" else grow_width(m, 2, seed)
-
-        model = grow(old.model)
+        model = grow_model(old.model, kind, seed)
         trainer = self._make_trainer(model)
-        if old.ema is not None and trainer.ema is not None:
-            trainer.ema.load_state_dict(grow(old.ema).state_dict())
+        hand_over(old, trainer, kind, seed)
         change = max_energy_change(
             old.ema or old.model, trainer.ema or trainer.model, self.val_set
         )
-        trainer.step, trainer.elapsed = old.step, old.elapsed
-        trainer.history, trainer.best_val = old.history, old.best_val
-        trainer.generator.set_state(old.generator.get_state())
         self.trainer, self.growths = trainer, self.growths + 1
         before = self.flops["n_params"]
         self.flops = self._measure()

@@ -86,6 +86,15 @@ def grow_width(model: EformerModel, factor: int = 2, seed: int = 0) -> EformerMo
     )
 
 
+def grow_model(model: EformerModel, kind: str, seed: int = 0) -> EformerModel:
+    """:func:`grow_depth` (``kind="depth"``) or :func:`grow_width` (``"width"``, ×2)."""
+    if kind == "depth":
+        return grow_depth(model, seed)
+    if kind == "width":
+        return grow_width(model, 2, seed)
+    raise ValueError(f"growth kind must be 'depth' or 'width', got {kind!r}")
+
+
 class AppendableSource:
     """A structure source (``len``, ``[i]`` -> Labelled) that takes new structures."""
 
