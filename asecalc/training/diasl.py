@@ -18,6 +18,10 @@ validation losses of the last factor ``window_span`` in compute
   MLPs whose new units have zero outgoing weights
   (:func:`~asecalc.training.growth.grow_width`).
 
+With ``DiaSLConfig.growth = "laws"`` the model grows instead at the validation
+where the sweep's fitted ``L(P, steps)`` (``--laws``) predicts the lowest final
+loss for growing then (:mod:`~._diasl_laws`), and stalls only add data.
+
 Every decision is logged with its reason in ``adaptive.json``. The learning rate
 re-warms after each action and decays (cosine) over the last ``anneal_fraction``.
 
