@@ -89,3 +89,31 @@ def plot_joint(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def plot_steps_law(
+    path: str | Path,
+    curves: Sequence[tuple[str, float, ArrayLike, ArrayLike]],
+    fit: JointFit,
+    ylabel: str = "validation loss",
+) -> Path:
+    """Log-log PNG of learning curves against optimiser steps with ``L(P, S)``.
+
+    ``curves``: ``(label, n_params, steps, loss)`` per run; the fit's ``N`` is
+    the number of steps S. Each size's fitted curve is drawn to 10× its steps.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    for i, (label, p, steps, loss) in enumerate(curves):
+        steps = np.asarray(steps, float)
+        ax.plot(steps, loss, "o", ms=3, color=f"C{i}", label=f"{label} (P={p:.3g})")
+        grid = np.geomspace(steps.min(), steps.max() * 10, 100)
+        ax.plot(grid, fit.predict(grid, np.full_like(grid, p)), "--", color=f"C{i}")
+    q = fit.params
+    ax.set_title(f"L = E + A/P^{q['alpha']:.2f} + B/S^{q['beta']:.2f}", fontsize=9)
+    ax.set(xscale="log", yscale="log", xlabel="optimiser steps S", ylabel=ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -101,7 +101,7 @@ def fit_sweep(
     if fits["joint"] is not None:
         report["allocation"] = _allocation(fits["joint"], runs, budgets)
     if plots:
-        report["plots"] = _plots(out, runs, curves, frontier, finals, fits)
+        report["plots"] = _plots(out, runs, curves, frontier, finals, fits, metric)
     write_json_atomic(out / "fit.json", report)
     return report
 
@@ -195,6 +195,7 @@ def _plots(
     frontier: Any,
     finals: np.ndarray,
     fits: dict[str, Any],
+    metric: str = "val_loss",
 ) -> dict[str, str]:
     from analysis import scaling_fit as sf
 
@@ -225,4 +226,18 @@ def _plots(
     paths["joint"] = sf.plot_joint(
         out / "loss_joint.png", finals[:, 0], finals[:, 1], finals[:, 2], fits["joint"]
     )
+    if fits.get("steps") is not None:
+        from analysis._scaling_plots import plot_steps_law
+
+        top = max(r["n_train"] for r in runs)
+        paths["steps"] = plot_steps_law(
+            out / "loss_vs_steps.png",
+            [
+                (r["label"], r["n_params"], c / r["flops_per_step"], v)
+                for r, (c, v) in zip(runs, curves, strict=True)
+                if r["n_train"] == top
+            ],
+            fits["steps"],
+            metric,
+        )
     return {k: str(v) for k, v in paths.items()}

@@ -198,6 +198,7 @@ def test_sweep_cli_resumable_and_fit(emt_db, tmp_path, capsys):
     assert report["n_runs"] == 2
     assert "P" in report["skipped"]  # one size only
     assert "joint" in report["skipped"]
+    assert "two model sizes" in report["skipped"]["steps"]  # L(P, steps) too
     assert (out / "fit.json").exists()
     assert (out / "loss_vs_compute.png").stat().st_size > 1000
     assert np.all(np.diff(report["frontier"]["loss"]) < 0)
