@@ -23,7 +23,8 @@ where the sweep's fitted ``L(P, steps)`` (``--laws``) predicts the lowest final
 loss for growing then (:mod:`~._diasl_laws`), and stalls only add data.
 
 Every decision is logged with its reason in ``adaptive.json``. The learning rate
-re-warms after each action and decays (cosine) over the last ``anneal_fraction``.
+re-warms after each action and decays (cosine) over the last ``anneal_fraction``
+(``schedule="wsd"``) or over the whole budget (``"cosine"``).
 
 Resumable: the controller's state (FLOPs spent, decisions, curve, training
 positions, the hook's structures, the segment in progress) is saved in the
