@@ -237,7 +237,12 @@ class TrainConfig:
     warmup_steps : int
         Linear learning-rate warm-up.
     schedule : str
-        ``"cosine"`` or ``"plateau"``.
+        ``"cosine"`` (decay to 2 % over ``max_steps``), ``"plateau"`` (halve on
+        a validation plateau) or ``"constant"`` (after the warm-up). A scaling
+        sweep fitted for ``--diasl.growth laws`` wants ``"constant"``: each
+        point of a constant-rate curve is where that run stands at that step
+        for any longer budget, while a cosine run's points depend on how far
+        through its own decay it is.
     ema_decay : float
         Exponential moving average of the weights (0 disables).
     grad_clip : float

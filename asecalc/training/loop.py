@@ -44,7 +44,7 @@ def _world() -> tuple[int, int]:
 
 def lr_factor(config: TrainConfig, step: int, elapsed: float) -> float:
     """Warm-up then cosine decay to 2 % over the run (steps or wall time, whichever
-    is further along); 1 after warm-up for the plateau schedule."""
+    is further along); 1 after warm-up for the plateau and constant schedules."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     if config.schedule != "cosine":
@@ -104,9 +104,10 @@ class Trainer:
             ],
             lr=config.lr,
         )
-        if config.schedule not in ("cosine", "plateau"):
+        if config.schedule not in ("cosine", "plateau", "constant"):
             raise ValueError(
-                f"schedule must be 'cosine' or 'plateau', got {config.schedule!r}"
+                "schedule must be 'cosine', 'plateau' or 'constant', "
+                f"got {config.schedule!r}"
             )
         self.plateau_scale = 1.0
         self.plateau_bad_evals = 0

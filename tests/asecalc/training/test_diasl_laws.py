@@ -18,7 +18,7 @@ from asecalc.training.adaptive import AdaptiveRequest, run_adaptive
 from asecalc.training.data import GraphDataset, open_sources
 from asecalc.training.flops import count_parameters
 from asecalc.training.growth import grow_model
-from asecalc.training.loop import Trainer
+from asecalc.training.loop import Trainer, lr_factor
 from asecalc.training.model_init import new_model
 from tests.asecalc.training._emt_data import TINY_MODEL, write_emt_database
 
@@ -129,6 +129,10 @@ def test_schedules():
         DiaSLConfig(schedule="linear")
     with pytest.raises(ValueError, match="growth must be one of stall, laws"):
         DiaSLConfig(growth="always")
+    # the pilot sweep of a laws run trains at a constant rate after warm-up
+    const = TrainConfig(schedule="constant", warmup_steps=2, max_steps=10)
+    assert [lr_factor(const, k, 0.0) for k in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
+    assert lr_factor(TrainConfig(warmup_steps=2, max_steps=10), 9, 0.0) < 0.1
 
 
 @pytest.fixture(scope="module")
