@@ -83,8 +83,8 @@ def test_tiny_budget_left_means_no_growth():
 
 def _synthetic_runs(law, sizes, noise, rng):
     runs = []
-    for p, fps in sizes:
-        steps = 20_000
+    for p, fps in sizes:  # equal FLOPs per run, as in a sweep
+        steps = int(2e13 / fps)
         flops = np.linspace(0.05, 1.0, 20) * steps * fps
         loss = [law.loss(p, s) for s in flops / fps] * np.exp(
             noise * rng.standard_normal(20)
