@@ -23,8 +23,13 @@ class CLICommand:
       eformer scale fit sweep --json          # fit.json + loss_vs_*.png in sweep/
       eformer scale adaptive data.db --budget-flops 5e15 --output-dir adaptive
       eformer scale adaptive data.db --budget-flops 5e15 --laws sweep/fit.json
-      eformer scale adaptive data.db --budget-flops 5e15 --laws sweep/fit.json \
-          --diasl.growth laws --diasl.schedule cosine   # grow when the law says
+      # laws-guided growth: a constant-rate pilot over sizes fits L(P, steps)
+      eformer scale sweep data.db --sizes s1:S:n_layers=1,small,s3:S:n_layers=3 \\
+          --data-fractions 1.0 --budget-flops 2e12 --n-evals 20 \\
+          --train.schedule constant --output-dir pilot
+      eformer scale fit pilot --metric val_forces_mae_meV_per_A
+      eformer scale adaptive data.db --budget-flops 1e13 --laws pilot/fit.json \\
+          --diasl.growth laws --diasl.schedule cosine --diasl.initial-fraction 1.0
       eformer scale compare data.db --budget-flops 5e15 --fixed-sizes small,medium \\
           --test test.db
 
