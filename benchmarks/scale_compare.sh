@@ -19,6 +19,15 @@
 # (--diasl.window-span 1), the same with --diasl.initial-fraction 1.0, and the default
 # (window span 2). Collected with benchmarks/collect_scale_compare.py into
 # tutorials/data/diasl_compare.json as "aspirin 1e13, ...".
+# The laws-guided run of 2026-11-29 ("aspirin 1e13, laws"): a constant-rate pilot,
+#   eformer scale sweep $RMD17/rmd17_aspirin_train01.db --budget-flops 2e12 \
+#     --sizes s1:S:n_layers=1,small,s3:S:n_layers=3 --data-fractions 1.0 --n-evals 20 \
+#     --model.dtype float32 --train.schedule constant --output-dir pilot
+#   eformer scale fit pilot --metric val_forces_mae_meV_per_A
+# then the compare above (ASPIRIN_BUDGET=1e13 DTYPE=float32, fixed small and s1) with
+#   --laws pilot/fit.json --diasl.growth laws --diasl.schedule cosine \
+#   --diasl.initial-fraction 1.0 --diasl.max-width-factor 1 --diasl.max-layers 3
+# (about 25 min for the pilot and 45 min for the DiaSL run on one thread).
 # "s1" is the start architecture trained fixed on all the data: the control
 # that tells a gain from the decisions apart from a gain from starting small.
 # Results: OUT/<dataset>/compare.json ("adaptive_wins", force MAEs in meV/Å);
