@@ -62,7 +62,7 @@ class StepsLaw:
 
     def steps_to(self, p: float, loss: float) -> float:
         """Equivalent steps ``S_eq``: steps for a ``p``-parameter model to reach
-        ``loss`` (``inf`` at or below its floor, 0 if the law starts above it)."""
+        ``loss`` (``inf`` at or below its floor)."""
         excess = loss - self.floor(p)
         if excess <= 0 or self.beta <= 0:
             return math.inf
@@ -111,13 +111,15 @@ def growth_plan(
     p, fps = float(current["n_params"]), float(current["flops_per_step"])
     p_next, fps_next = float(grown["n_params"]), float(grown["flops_per_step"])
     s_eq = law.steps_to(p, loss_now)
-    never = (
-        law.loss(p, s_eq + remaining_flops / fps) if math.isfinite(s_eq) else (loss_now)
-    )
+
+    def staying(flops: float) -> float:  # the current model after ``flops`` more
+        return law.loss(p, s_eq + flops / fps) if math.isfinite(s_eq) else loss_now
+
+    never = staying(remaining_flops)
     delays = np.linspace(0.0, remaining_flops, n_grid)
     finals = np.empty_like(delays)
     for i, delay in enumerate(delays):
-        at_growth = law.loss(p, s_eq + delay / fps) if math.isfinite(s_eq) else loss_now
+        at_growth = staying(delay)
         start = law.steps_to(p_next, at_growth)
         left = (remaining_flops - delay) / fps_next
         ok = math.isfinite(start)

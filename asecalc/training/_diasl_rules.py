@@ -16,7 +16,7 @@ from asecalc.nn import EformerModel
 from asecalc.training._diasl_config import DiaSLConfig
 from asecalc.training.data import GraphDataset
 from asecalc.training.flops import count_parameters
-from asecalc.training.growth import grow_depth, grow_model, grow_width
+from asecalc.training.growth import grow_model
 from asecalc.training.loop import Trainer
 
 
@@ -97,9 +97,7 @@ def choose_action(
         def law(n_: float, p_: float) -> float:
             return q["E"] + q["A"] * p_ ** -q["alpha"] + q["B"] * n_ ** -q["beta"]
 
-        bigger = count_parameters(
-            grow_depth(model) if kind == "depth" else grow_width(model)
-        )
+        bigger = count_parameters(grow_model(model, kind))
         d_data = law(n_train, p) - law(n_train + slice_size, p)
         d_model = (law(n_train, p) - law(n_train, bigger)) * p / bigger  # per FLOP
         choice = "data" if d_data >= d_model else "grow"

@@ -296,22 +296,21 @@ class DiaSLController(ControllerState):
         val = self.curve[-1]["val_loss"]
         train = probe_loss(self.trainer, self.pool, self.train_set, self.config)
         gap = (val - train) / val
-        kind = growth_kind(
-            self.trainer.model.config, self.start_config, self.config, self.growths
-        )
-        if self.config.growth == "laws":  # the law grows the model; stalls add data
-            kind = None
-        choice, reason = choose_action(
-            gap,
-            kind,
-            self.trainer.model,
-            len(self.train_set),
-            self.laws,
-            self.slice_size,
-            self.config.gap_threshold,
-        )
-        if self.config.growth == "laws":
-            reason = "gain stalled; growth is left to the L(P, steps) law"
+        kind: str | None = None  # with growth="laws" the law grows; stalls add data
+        choice, reason = "data", "gain stalled; growth is left to the L(P, steps) law"
+        if self.config.growth == "stall":
+            kind = growth_kind(
+                self.trainer.model.config, self.start_config, self.config, self.growths
+            )
+            choice, reason = choose_action(
+                gap,
+                kind,
+                self.trainer.model,
+                len(self.train_set),
+                self.laws,
+                self.slice_size,
+                self.config.gap_threshold,
+            )
         record: dict[str, Any] = {
             "step": self.trainer.step,
             "flops": self.used,
