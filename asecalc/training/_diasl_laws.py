@@ -70,10 +70,9 @@ class StepsLaw:
 
 
 def recent_loss(phase: list[dict[str, Any]], metric: str, k: int = 3) -> float:
-    """Geometric mean of the last ``k`` validations of ``metric`` (``val_loss``
-    if the curve lacks it): less noisy than the last one alone."""
-    key = metric if metric in phase[-1] else "val_loss"
-    return float(np.exp(np.mean(np.log([r[key] for r in phase[-k:]]))))
+    """Geometric mean of the last ``k`` validations of ``metric``: less noisy
+    than the last one alone."""
+    return float(np.exp(np.mean(np.log([r[metric] for r in phase[-k:]]))))
 
 
 def growth_plan(

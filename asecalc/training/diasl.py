@@ -74,6 +74,8 @@ from asecalc.training.growth import (
 )
 
 logger = logging.getLogger(__name__)
+#: Validation metrics of each curve point (what a law's metric may be).
+CURVE_METRICS = ("val_loss", "val_forces_mae_meV_per_A", "val_energy_mae_meV_per_atom")
 
 
 class DiaSLController(ControllerState):
@@ -136,6 +138,12 @@ class DiaSLController(ControllerState):
                 "with the L(P, steps) law (fits.steps); re-fit the sweep"
             )
         self.law_metric = (laws or {}).get("metric", "val_loss")
+        if config.growth == "laws" and self.law_metric not in CURVE_METRICS:
+            raise ValueError(
+                f"the L(P, steps) law was fitted on {self.law_metric!r}, which "
+                f"the controller does not record; re-fit with --metric one of "
+                f"{', '.join(CURVE_METRICS)}"
+            )
         self.next_size: dict[str, Any] | None = None  # grown model's P and FLOPs/step
         self.slice_size, self.settings = slice_size, dict(settings or {})
         self.start_config = mc

@@ -178,9 +178,8 @@ def test_adaptive_grows_when_the_law_says_and_refuses_without_it(emt_db, tmp_pat
     # growing at the first chance is the plan.
     law = {"E": 0.0, "A": 1e6 * p**50.0, "alpha": 50.0, "B": 1e-3, "beta": 0.5}
     laws = tmp_path / "fit.json"
-    laws.write_text(
-        json.dumps({"metric": "val_loss", "fits": {"steps": {"params": law}}})
-    )
+    fit = {"fits": {"steps": {"params": law}}}
+    laws.write_text(json.dumps({"metric": "val_loss", **fit}))
     cfg = DiaSLConfig(
         growth="laws",
         schedule="cosine",
@@ -202,6 +201,11 @@ def test_adaptive_grows_when_the_law_says_and_refuses_without_it(emt_db, tmp_pat
     )
     with pytest.raises(ValueError, match=r"growth='laws' needs --laws"):
         run_adaptive(request)
+    laws.write_text(json.dumps({"metric": "val_forces_rmse_meV_per_A", **fit}))
+    request.laws = str(laws)
+    with pytest.raises(ValueError, match="fitted on 'val_forces_rmse_meV_per_A'"):
+        run_adaptive(request)  # a law in a unit the controller does not record
+    laws.write_text(json.dumps({"metric": "val_loss", **fit}))
     from asecalc.training.scale import measure_run_flops
 
     fps, _ = measure_run_flops(start, str(emt_db), TrainConfig(**FAST), 1, 0)
