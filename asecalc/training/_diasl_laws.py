@@ -34,6 +34,11 @@ import numpy as np
 MARGIN = 0.01
 
 
+def fit_params(laws: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    """Parameters of fit ``name`` (``"joint"``, ``"steps"``) of a ``fit.json`` dict."""
+    return (laws or {}).get("fits", {}).get(name, {}).get("params")
+
+
 @dataclass(frozen=True)
 class StepsLaw:
     """``L(P, S) = E + A / P^alpha + B / S^beta`` (``fit.json`` → ``fits.steps``)."""
@@ -47,7 +52,7 @@ class StepsLaw:
     @classmethod
     def from_fit(cls, laws: dict[str, Any] | None) -> StepsLaw | None:
         """The law of a ``fit.json`` dict, or None if it has none."""
-        params = (laws or {}).get("fits", {}).get("steps", {}).get("params")
+        params = fit_params(laws, "steps")
         if not params:
             return None
         return cls(**{k: float(params[k]) for k in ("E", "A", "alpha", "B", "beta")})

@@ -27,6 +27,7 @@ import torch
 from asecalc.config import ModelConfig, TrainConfig
 from asecalc.fileio import write_json_atomic
 from asecalc.training._diasl_checkpoint import read_state
+from asecalc.training._diasl_laws import fit_params
 from asecalc.training.data import (
     GraphDataset,
     elements_of,
@@ -168,8 +169,8 @@ def adaptive_settings(
         "budget_flops": float(req.budget_flops),
         "train": train,
         "diasl": dataclasses.asdict(req.diasl),
-        "laws": (laws or {}).get("fits", {}).get("joint", {}).get("params"),
-        "steps_law": (laws or {}).get("fits", {}).get("steps", {}).get("params"),
+        "laws": fit_params(laws, "joint"),
+        "steps_law": fit_params(laws, "steps"),
     }
 
 

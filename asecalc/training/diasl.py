@@ -54,7 +54,7 @@ from asecalc.training._diasl_checkpoint import (
     ControllerState,
 )
 from asecalc.training._diasl_config import DiaSLConfig
-from asecalc.training._diasl_laws import StepsLaw, growth_plan, recent_loss
+from asecalc.training._diasl_laws import StepsLaw, fit_params, growth_plan, recent_loss
 from asecalc.training._diasl_rules import (
     choose_action,
     gain_window,
@@ -130,7 +130,7 @@ class DiaSLController(ControllerState):
             pool, positions, mc.elements, mc.cutoff, next(model.parameters()).dtype
         )
         self.hook = data_hook or NextSlice(len(pool), max(positions) + 1)
-        self.laws = (laws or {}).get("fits", {}).get("joint", {}).get("params")
+        self.laws = fit_params(laws, "joint")
         self.steps_law = StepsLaw.from_fit(laws)
         if config.growth == "laws" and self.steps_law is None:
             raise ValueError(
