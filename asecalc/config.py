@@ -253,6 +253,10 @@ class TrainConfig:
         Validate and checkpoint every this many steps.
     seed : int
         Seed for the split, initialisation and batching.
+    growth_ramp_steps : int
+        Steps over which a block added by depth growth fades in
+        (:func:`asecalc.training.growth.grow_depth`): its residual scale rises
+        by 1/growth_ramp_steps per step from 0 to 1.
     """
 
     energy_weight: float = 1.0
@@ -271,6 +275,7 @@ class TrainConfig:
     val_fraction: float = 0.05
     eval_every: int = 100
     seed: int = 0
+    growth_ramp_steps: int = 300
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

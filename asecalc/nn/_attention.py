@@ -81,6 +81,7 @@ class EquivariantAttention(nn.Module):
     """
 
     head_index: torch.Tensor  # buffer, (tp.weight_numel,) head of every path weight
+    residual_scale: torch.Tensor  # buffer, (): 1, or < 1 while fading in after growth
 
     def __init__(
         self,
@@ -154,6 +155,21 @@ class EquivariantAttention(nn.Module):
         self.bilinear = (
             BilinearInvariants(self.irreps_hidden, n_gate_scalars) if bilinear else None
         )
+        # Fade-in of a block added by depth growth (training.growth.grow_depth):
+        # the block maps h to h + s (block(h) - h); s = 1 except while it fades in.
+        self.register_buffer("residual_scale", torch.ones(()))
+
+    def _load_from_state_dict(  # type: ignore[no-untyped-def]
+        self, state_dict, prefix, *args, **kwargs
+    ) -> None:
+        # model files written before the fade-in existed have no residual_scale
+        state_dict.setdefault(prefix + "residual_scale", torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def fade_in(self, increment: float) -> None:
+        """Raise ``residual_scale`` by ``increment``, capped at 1 (a training step)."""
+        if float(self.residual_scale) < 1.0:
+            self.residual_scale.add_(increment).clamp_(max=1.0)
 
     def _gated_linear(self, irreps_in: o3.Irreps) -> tuple[Gate, o3.Linear]:
         scalars = o3.Irreps([(m, ir) for m, ir in self.irreps_hidden if ir.l == 0])
@@ -217,6 +233,7 @@ class EquivariantAttention(nn.Module):
         h : Tensor, shape (n_atoms, irreps_hidden.dim)
         alpha : Tensor, shape (n_edges, n_heads), or None
         """
+        h_in = h
         x = self.norm_attn(h)
         alpha = self.attention_weights(x, edge_src, edge_dst, basis, envelope)
         # radial weights times α_ij u(r_ij) of the channel's head, fused into
@@ -248,6 +265,8 @@ class EquivariantAttention(nn.Module):
             n0 = self.bilinear.n_out
             pre = torch.cat([pre[:, :n0] + self.bilinear(x), pre[:, n0:]], dim=1)
         h = h + self.lin_ff_out(self.gate_ff(pre))
+        if float(self.residual_scale) != 1.0:  # fading in after growth
+            h = h_in + self.residual_scale * (h - h_in)
         return h, (alpha if return_attention else None)
 
 

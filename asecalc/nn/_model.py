@@ -7,7 +7,7 @@ derivatives (:mod:`._autograd`), so the model is conservative by construction.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from e3nn import o3
@@ -91,6 +91,11 @@ class EformerModel(nn.Module):
         )
         if self.zbl is not None:
             self.zbl_rmax = config.zbl_outer * 2 * max(config.covalent_radii)
+
+    def fade_in(self, increment: float) -> None:
+        """Advance blocks added by depth growth towards full strength (a step)."""
+        for layer in self.layers:
+            cast(EquivariantAttention, layer).fade_in(increment)
 
     def forward(
         self,

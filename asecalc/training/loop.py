@@ -205,6 +205,7 @@ class Trainer:
             return {}
         self.bad_steps = 0
         self.optimizer.step()
+        self.model.fade_in(1.0 / max(cfg.growth_ramp_steps, 1))  # grown blocks
         if self.ema is not None:
             with torch.no_grad():
                 d = cfg.ema_decay

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from asecalc.checkpoint import load_model
 from asecalc.config import TrainConfig, preset_config
 from asecalc.training._diasl_config import DiaSLConfig
 from asecalc.training._diasl_laws import StepsLaw, growth_plan
@@ -168,6 +170,31 @@ def test_growth_carries_the_adam_moments(emt_db, tmp_path, kind):
         assert float(state["exp_avg_sq"].sum()) == pytest.approx(float(moments.sum()))
     assert carried > 10
     assert new.step == old.step == 3
+
+
+def test_a_grown_block_fades_in_and_a_model_file_keeps_its_scale(emt_db, tmp_path):
+    source = open_sources(emt_db, None, False)
+    config = preset_config("S", elements=("H", "C", "N", "O", "Cu"), **TINY_MODEL)
+    data = GraphDataset(source, range(20), config.elements, config.cutoff)
+    val = GraphDataset(source, range(20, 28), config.elements, config.cutoff)
+    fast = {**FAST, "ema_decay": 0.9}
+    train = TrainConfig(**fast, max_steps=2, eval_every=2, growth_ramp_steps=4)
+    grown = grow_model(new_model(config, 0), "depth", 1)
+    trainer = Trainer(grown, data, val, train, tmp_path / "run", progress=False)
+    trainer.train()  # 2 of the 4 fade-in steps
+    assert float(trainer.model.layers[-1].residual_scale) == pytest.approx(0.5)
+    assert float(trainer.ema.layers[-1].residual_scale) == pytest.approx(0.5)
+    assert float(trainer.model.layers[0].residual_scale) == 1.0
+    # the best model, written mid-fade, is the same function when loaded
+    bundle = load_model(tmp_path / "run" / "model.pt")
+    assert float(bundle.members[0].layers[-1].residual_scale) == pytest.approx(0.5)
+    batch = val.batch(range(4))
+    expected = trainer.ema(batch, compute_forces=False)["energy"]
+    got = bundle.members[0](batch, compute_forces=False)["energy"]
+    torch.testing.assert_close(got, expected.detach())
+    trainer.config = dataclasses.replace(train, max_steps=6)
+    trainer.train()
+    assert float(trainer.model.layers[-1].residual_scale) == 1.0
 
 
 def test_adaptive_grows_when_the_law_says_and_refuses_without_it(emt_db, tmp_path):

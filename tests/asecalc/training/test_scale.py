@@ -120,6 +120,14 @@ def test_growth_preserves_energies_and_forces(tiny, kind):
     after = grown(batch, compute_stress=True)
     for key in ("energy", "forces", "stress"):
         torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-10)
+    if kind != "width":  # the new block fades in: no gradient at s = 0, then some
+        block = grown.layers[-1]
+        assert float(block.residual_scale) == 0.0
+        grown(batch, create_graph=True)["forces"].pow(2).sum().backward()
+        assert block.lin_ff_out.weight.grad.abs().sum() == 0
+        grown.zero_grad()
+        block.fade_in(0.01)
+        assert float(block.residual_scale) == pytest.approx(0.01)
     # ... and the new weights learn: a loss on forces has non-zero gradient there
     loss = grown(batch, create_graph=True)["forces"].pow(2).sum()
     loss.backward()
