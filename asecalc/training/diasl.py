@@ -12,8 +12,8 @@ validation losses of the last factor ``window_span`` in compute
   active-learning loop; default :class:`~asecalc.training.growth.NextSlice`,
   the next slice of the database), when the train/validation gap says the
   model overfits or the fitted joint law ``L(N, P)`` predicts more from data; or
-* **grows the model**, function-preservingly: a new attention block whose
-  output projections are zero, so the residual block is the identity
+* **grows the model**, function-preservingly: a new attention block that
+  fades in from the identity over ``growth_ramp_steps``
   (:func:`~asecalc.training.growth.grow_depth`), or wider radial and readout
   MLPs whose new units have zero outgoing weights
   (:func:`~asecalc.training.growth.grow_width`).
