@@ -28,6 +28,12 @@
 #   --laws pilot/fit.json --diasl.growth laws --diasl.schedule cosine \
 #   --diasl.initial-fraction 1.0 --diasl.max-width-factor 1 --diasl.max-layers 3
 # (about 25 min for the pilot and 45 min for the DiaSL run on one thread).
+# 2026-11-29 (session 16): the same laws run with the faded-in growth (ed56642), stopped at 5.9e12
+# FLOPs when it was behind both fixed runs; and on the xTB database, the same recipe (pilot
+# eformer scale sweep data/xtb_chno_water.db ... as above, then compare with --laws on its fit.json).
+# The growth experiments behind tutorials/data/aspirin_growth_2e12.json force one depth growth with a
+# law file under which growing at the first check always pays (tests/asecalc/training/test_diasl_laws.py
+# builds the same) and --diasl.min-points 3 or 15 (growth at step 300 or 1500), --train.seed 0/1/2.
 # "s1" is the start architecture trained fixed on all the data: the control
 # that tells a gain from the decisions apart from a gain from starting small.
 # Results: OUT/<dataset>/compare.json ("adaptive_wins", force MAEs in meV/Å);

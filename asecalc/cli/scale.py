@@ -27,7 +27,9 @@ class CLICommand:
       eformer scale sweep data.db --sizes s1:S:n_layers=1,small,s3:S:n_layers=3 \\
           --data-fractions 1.0 --budget-flops 2e12 --n-evals 20 \\
           --train.schedule constant --output-dir pilot
-      eformer scale fit pilot --metric val_forces_mae_meV_per_A
+      eformer scale fit pilot --metric val_forces_mae_meV_per_A --budgets 1e13
+      # ... logs the size L(P, steps) predicts best at 1e13 (fit.json: size_choice);
+      # train that size, or let DiaSL grow into it (growth still lags, see README):
       eformer scale adaptive data.db --budget-flops 1e13 --laws pilot/fit.json \\
           --diasl.growth laws --diasl.schedule cosine --diasl.initial-fraction 1.0
       eformer scale compare data.db --budget-flops 5e15 --fixed-sizes small,medium \\
@@ -76,7 +78,9 @@ class CLICommand:
             "--bootstrap", type=int, default=200, help="bootstrap resamples"
         )
         fit.add_argument(
-            "--budgets", help="comma-separated FLOP budgets for the allocation"
+            "--budgets",
+            help="comma-separated FLOP budgets for the compute-optimal allocation "
+            "and the size choice (default: 1, 10, 100 x the largest run's)",
         )
         fit.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
         fit.add_argument("--json", action="store_true", help="print fit.json on stdout")
@@ -225,6 +229,13 @@ def _fit(args: Any) -> dict[str, Any]:
     )
     for name, fit in report["fits"].items():
         logger.info("L(%s): %s  ci95 %s", name, fit["params"], fit["ci95"])
+    for choice in report.get("size_choice", []):
+        logger.info(
+            "at %.3g FLOPs L(P, steps) predicts %s: train %s",
+            choice["budget_flops"],
+            {k: round(v, 4) for k, v in choice["predicted"].items()},
+            choice["best"],
+        )
     return report
 
 

@@ -100,6 +100,8 @@ def fit_sweep(
     ]
     if fits["joint"] is not None:
         report["allocation"] = _allocation(fits["joint"], runs, budgets)
+    if fits["steps"] is not None:
+        report["size_choice"] = size_choice(fits["steps"].params, runs, budgets)
     if plots:
         report["plots"] = _plots(out, runs, curves, frontier, finals, fits, metric)
     write_json_atomic(out / "fit.json", report)
@@ -166,6 +168,40 @@ def fit_steps(
             f"training set ({top} structures)"
         )
     return fit_joint(steps, params, loss, n_bootstrap)
+
+
+def size_choice(
+    law: dict[str, float], runs: list[dict[str, Any]], budgets: list[float] | None
+) -> list[dict[str, Any]]:
+    """The swept model size ``L(P, steps)`` predicts best at each budget.
+
+    For every run at the sweep's largest training set, the law's loss after
+    ``budget / flops_per_step`` steps of that size, trained alone from scratch
+    (the metric of the fit; a constant-rate law, so a schedule that anneals
+    ends somewhat lower). Default budgets: 1, 10 and 100 times the largest
+    run's FLOPs.
+
+    Returns
+    -------
+    list of dict
+        Per budget: ``budget_flops``, ``predicted`` (label -> loss) and ``best``
+        (the label with the lowest predicted loss).
+    """
+    from asecalc.training._diasl_laws import StepsLaw
+
+    steps_law = StepsLaw(**{k: float(law[k]) for k in ("E", "A", "alpha", "B", "beta")})
+    top = max(r["n_train"] for r in runs)
+    sizes = {r["label"]: r for r in runs if r["n_train"] == top}
+    budgets = budgets or [max(r["total_flops"] for r in runs) * k for k in (1, 10, 100)]
+    out = []
+    for budget in budgets:
+        predicted = {
+            label: steps_law.loss(r["n_params"], budget / r["flops_per_step"])
+            for label, r in sizes.items()
+        }
+        best = min(predicted, key=predicted.__getitem__)
+        out.append({"budget_flops": budget, "predicted": predicted, "best": best})
+    return out
 
 
 def _allocation(

@@ -15,7 +15,7 @@ from asecalc.config import TrainConfig, preset_config
 from asecalc.training._diasl_config import DiaSLConfig
 from asecalc.training._diasl_laws import StepsLaw, growth_plan
 from asecalc.training._diasl_rules import hand_over, schedule_factor
-from asecalc.training._scale_fit import fit_steps
+from asecalc.training._scale_fit import fit_steps, size_choice
 from asecalc.training.adaptive import AdaptiveRequest, run_adaptive
 from asecalc.training.data import GraphDataset, open_sources
 from asecalc.training.flops import count_parameters
@@ -118,6 +118,24 @@ def test_fit_steps_recovers_known_exponents():
     one = _synthetic_runs(law, sizes[:1], 0.005, rng)
     with pytest.raises(ValueError, match="at least two model sizes"):
         fit_steps(one)
+
+
+def test_size_choice_follows_the_law_from_small_to_large_budgets():
+    law = StepsLaw(E=0.5, A=3e3, alpha=0.8, B=200.0, beta=0.5)
+    sizes = [(2e4, 2e8), (5e4, 4e8), (1.2e5, 9e8)]
+    runs = _synthetic_runs(law, sizes, 0.0, np.random.default_rng(0))
+    for run, label in zip(runs, ("xs", "s", "m"), strict=True):
+        run.update(label=label, total_flops=2e13)
+    small, large = size_choice(law.__dict__, runs, [1e11, 1e16])
+    for choice, budget in ((small, 1e11), (large, 1e16)):
+        for run in runs:
+            expected = law.loss(run["n_params"], budget / run["flops_per_step"])
+            assert choice["predicted"][run["label"]] == pytest.approx(expected)
+    # little compute: the cheap model's steps win; much compute: capacity wins
+    assert small["best"] == "xs"
+    assert large["best"] == "m"
+    default = size_choice(law.__dict__, runs, None)
+    assert [c["budget_flops"] for c in default] == [2e13, 2e14, 2e15]
 
 
 def test_schedules():
