@@ -135,6 +135,13 @@ def test_fingerprint_names_the_weights_and_dtype(tiny_model_path, tiny_ensemble_
     assert len(a.split("/")[0]) == 16
     assert EformerCalculator(model=tiny_model_path, dtype="float32").fingerprint != a
     assert EformerCalculator(model=tiny_ensemble_path).fingerprint != a
+    # the same as before model files carried each block's fade-in scale, so
+    # checkpointed NVE/TI runs still resume after that upgrade ...
+    assert a == "3ad51bac95729664/float64"
+    # ... while a block still fading in (a grown model mid-training) differs
+    calc = EformerCalculator(model=tiny_model_path)
+    calc.models[0].layers[-1].residual_scale.fill_(0.5)
+    assert calc.fingerprint != a
 
 
 def test_ase_contract(calc, cu_cell):
