@@ -7,8 +7,9 @@ keeps the budget, every fixed configuration's validation curve (FLOPs, force
 MAE in meV/Å), the adaptive run's curve and decision log, and the verdict.
 Several directories can feed one dataset (e.g. a second compare with other
 fixed sizes or DiaSL settings): name them ``dataset/variant``. Entries already
-in DEST under other names are kept (older runs whose folders are gone). With
-``--test`` the test-set errors of every run's best model are kept too.
+in DEST under other names are kept (older runs whose folders are gone). The
+test-set errors of every run's best model are kept when the compare had
+``--test``.
 """
 
 from __future__ import annotations
