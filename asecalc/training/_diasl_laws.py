@@ -53,8 +53,11 @@ class StepsLaw:
     def from_fit(cls, laws: dict[str, Any] | None) -> StepsLaw | None:
         """The law of a ``fit.json`` dict, or None if it has none."""
         params = fit_params(laws, "steps")
-        if not params:
-            return None
+        return cls.from_params(params) if params else None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> StepsLaw:
+        """The law of a fit's ``params`` dict (E, A, alpha, B, beta)."""
         return cls(**{k: float(params[k]) for k in ("E", "A", "alpha", "B", "beta")})
 
     def floor(self, p: float) -> float:

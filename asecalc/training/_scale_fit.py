@@ -190,12 +190,11 @@ def size_choice(
     """
     from asecalc.training._diasl_laws import StepsLaw
 
-    steps_law = StepsLaw(**{k: float(law[k]) for k in ("E", "A", "alpha", "B", "beta")})
+    steps_law = StepsLaw.from_params(law)
     top = max(r["n_train"] for r in runs)
     sizes = {r["label"]: r for r in runs if r["n_train"] == top}
-    budgets = budgets or [max(r["total_flops"] for r in runs) * k for k in (1, 10, 100)]
     out = []
-    for budget in budgets:
+    for budget in _budgets(runs, budgets):
         predicted = {
             label: steps_law.loss(r["n_params"], budget / r["flops_per_step"])
             for label, r in sizes.items()
@@ -219,14 +218,21 @@ def _allocation(
     epochs = float(
         np.median([r["steps"] * r["batch_size"] / r["n_train"] for r in runs])
     )
-    top = max(r["total_flops"] for r in runs)
-    budgets = budgets or [top, 10 * top, 100 * top]
     return {
         "flops_per_param_structure": k,
         "epochs": epochs,
         "assumption": "C = k * epochs * P * N with the sweep's median epochs",
-        "budgets": [compute_optimal_allocation(joint, c, k * epochs) for c in budgets],
+        "budgets": [
+            compute_optimal_allocation(joint, c, k * epochs)
+            for c in _budgets(runs, budgets)
+        ],
     }
+
+
+def _budgets(runs: list[dict[str, Any]], budgets: list[float] | None) -> list[float]:
+    """``budgets``, or 1, 10 and 100 times the sweep's largest run's FLOPs."""
+    top = max(r["total_flops"] for r in runs)
+    return budgets or [top, 10 * top, 100 * top]
 
 
 def _plots(
