@@ -41,6 +41,7 @@ from ase import Atoms, units
 from ase.calculators.calculator import all_changes
 from ase.calculators.plumed import Plumed
 
+from analysis._nve_tools import calculator_identity, check_calculator
 from analysis._plumed_input import (
     KJMOL,
     NM,
@@ -288,7 +289,10 @@ def run_metadynamics(
     PLUMED runs in ``output_dir`` (files it reads need absolute paths).
     ``restart=True`` extends the run in ``output_dir`` from the positions and
     momenta of ``restart.traj`` and its step count, with PLUMED RESTART reading
-    HILLS back so no bias is lost (``atoms`` gives masses, constraints).
+    HILLS back so no bias is lost (``atoms`` gives masses, constraints); it is
+    refused if ``calc`` is not the calculator the run was made with (model
+    fingerprint, or class and parameters), since the hills would then mix two
+    energy surfaces.
     ``hills_file`` is where the METAD line writes the hills when that is not
     ``output_dir/HILLS`` (walkers: ``HILLS.<i>`` of the shared directory, see
     :func:`run_walkers`); a restart needs it to exist.
@@ -300,7 +304,8 @@ def run_metadynamics(
     out.mkdir(parents=True, exist_ok=True)
     hills = Path(hills_file).resolve() if hills_file is not None else None
     atoms = atoms.copy()
-    state = {"total_steps": 0, "plumed_step": 0}
+    state: dict[str, Any] = {"total_steps": 0, "plumed_step": 0}
+    identity = calculator_identity(calc)
     if restart:
         if not (out / "metad.json").is_file() or not (hills or out / "HILLS").is_file():
             raise ValueError(
@@ -308,6 +313,7 @@ def run_metadynamics(
                 "run first"
             )
         state = json.loads((out / "metad.json").read_text())
+        check_calculator(out / "metad.json", state, {"calculator": identity})
         last = cast(Atoms, read(out / "restart.traj", index=-1))
         atoms.positions, atoms.cell, atoms.pbc = last.positions, last.cell, last.pbc
         atoms.set_momenta(last.get_momenta())
@@ -339,7 +345,11 @@ def run_metadynamics(
                 biased.plumed.finalize()
     wall = time.perf_counter() - start
     total = int(state["total_steps"]) + n_steps
-    _save_restart(out, atoms, {"total_steps": total, "plumed_step": biased.istep})
+    _save_restart(
+        out,
+        atoms,
+        {"total_steps": total, "plumed_step": biased.istep, "calculator": identity},
+    )
     logger.info("metadynamics: %d steps in %.1f s (%d in total)", n_steps, wall, total)
     return MetadynamicsRun(out, n_steps, total, wall, hills)
 

@@ -20,7 +20,7 @@ class DoubleWell(Calculator):
     implemented_properties = ("energy", "free_energy", "forces")
 
     def __init__(self, a: float = 0.078, b: float = 1.0, c: float = 2.5) -> None:
-        super().__init__()
+        super().__init__(a=a, b=b, c=c)  # parameters: a restart can tell wells apart
         self.a, self.b, self.c = a, b, c
 
     def potential(self, x: np.ndarray) -> np.ndarray:
@@ -277,6 +277,19 @@ def test_restart_extends_without_losing_bias(tmp_path: Path) -> None:
         c2["metad.bias"][first_new - 1], rel=1e-6
     )
     assert len(fes.read_plumed_file(ext.hills).data) == 24
+
+
+@pytest.mark.plumed
+def test_restart_with_another_calculator_is_refused(tmp_path: Path) -> None:
+    """Extending with another energy surface would mix two models' hills: refused."""
+    pytest.importorskip("plumed")
+    run_double_well(tmp_path, 60, a=0.078, pace=20)
+    hills = (tmp_path / "HILLS").read_text()
+    with pytest.raises(ValueError, match=r"cannot resume: .*DoubleWell.*a.*0\.05"):
+        run_double_well(tmp_path, 60, a=0.05, restart=True, pace=20)
+    assert (tmp_path / "HILLS").read_text() == hills  # nothing was appended
+    ext, _ = run_double_well(tmp_path, 60, a=0.078, restart=True, pace=20)
+    assert ext.total_steps == 120
 
 
 @pytest.mark.plumed
