@@ -43,7 +43,8 @@ from ase import Atoms, units
 from ase.io import Trajectory, write
 from ase.md.verlet import VelocityVerlet
 
-from analysis._nve_tools import check_calculator, minimum_distance, truncate_trajectory
+from analysis._nve_tools import minimum_distance, truncate_trajectory
+from analysis._resume import check_calculator
 from asecalc.fileio import atomic_write
 
 logger = logging.getLogger(__name__)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from ase import Atoms, units
@@ -24,36 +23,6 @@ logger = logging.getLogger(__name__)
 DISTANCE_SEARCH_CUTOFF = 4.0
 #: Periodic systems up to this size use all minimum-image distances.
 SMALL_SYSTEM = 200
-
-
-def calculator_identity(calc: Any) -> str:
-    """Class name and model fingerprint (or parameters) of an ASE calculator.
-
-    An :class:`~asecalc.EformerCalculator` (anything with a ``fingerprint``)
-    gives a hash of its weights; other calculators their ``todict()``
-    parameters, e.g. ``'EMT:{}'``.
-    """
-    fingerprint = getattr(calc, "fingerprint", None)
-    if fingerprint is None:
-        try:
-            fingerprint = json.dumps(calc.todict(), sort_keys=True, default=str)
-        except Exception:  # a calculator without todict(): its class is all we know
-            fingerprint = "?"
-    return f"{type(calc).__name__}:{fingerprint}"
-
-
-def check_calculator(path: Path, stored: dict[str, Any], now: dict[str, Any]) -> None:
-    """Raise ValueError if a checkpoint's calculator differs from this call's.
-
-    Checkpoints written before the calculator was recorded pass unchecked.
-    """
-    old, new = stored.get("calculator"), now.get("calculator")
-    if old is not None and new is not None and old != new:
-        raise ValueError(
-            f"cannot resume: {path} was run with the calculator {old}, this call "
-            f"has {new}; resume with the same model (and dtype), or use another "
-            "output_dir for a new run"
-        )
 
 
 def check_arguments(

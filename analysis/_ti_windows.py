@@ -28,7 +28,7 @@ from ase.calculators.mixing import MixedCalculator
 from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 
-from analysis._nve_tools import calculator_identity
+from analysis._resume import calculator_identity
 from asecalc.fileio import atomic_write
 
 logger = logging.getLogger(__name__)

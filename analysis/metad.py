@@ -41,7 +41,6 @@ from ase import Atoms, units
 from ase.calculators.calculator import all_changes
 from ase.calculators.plumed import Plumed
 
-from analysis._nve_tools import calculator_identity, check_calculator
 from analysis._plumed_input import (
     KJMOL,
     NM,
@@ -56,6 +55,7 @@ from analysis._plumed_input import (
     plumed_atoms,
     plumed_md_units,
 )
+from analysis._resume import calculator_identity, check_calculator
 from analysis._walkers import WalkersRun, run_walkers
 from asecalc.fileio import atomic_write, write_json_atomic
 

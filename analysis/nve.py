@@ -36,12 +36,12 @@ from numpy.typing import NDArray
 
 from analysis._nve_run import NVERun, refuse_to_overwrite
 from analysis._nve_tools import (
-    calculator_identity,
     check_arguments,
     degrees_of_freedom,
     minimum_distance,
     plot_energies,
 )
+from analysis._resume import calculator_identity
 from analysis.jacobian import jacobian_asymmetry
 
 try:  # ase >= 3.29 deprecates MaxwellBoltzmannDistribution for this
