@@ -3,7 +3,8 @@
 # default model, for alanine dipeptide (22 atoms) and 64-molecule liquid water (192 atoms).
 # Each run checkpoints every 2000 steps (1 ps); re-running this script resumes whatever is
 # unfinished, so the runs can be spread over several sessions (about 55 min of one core
-# for alanine dipeptide at 31 steps/s, about 15 h at 0.53 s/step for water). Runs both at once, one thread each.
+# for alanine dipeptide at 31 steps/s, about 8 h at 0.29 s/step for water, as measured in
+# sessions 17-18). Runs both at once, one thread each.
 # Usage: benchmarks/nve_50ps.sh [OUT_DIR] [ala2|water64|both]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
