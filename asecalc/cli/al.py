@@ -157,6 +157,14 @@ class CLICommand:
             help="weight of the short-distance outlier score in the acquisition",
         )
         add(
+            "--density-weight",
+            type=float,
+            default=0.0,
+            help="weight of the candidate's density in the descriptor space "
+            "(information density: uncertain frames that stand for many others "
+            "first; 1 weighs it like σ)",
+        )
+        add(
             "--sigma-window",
             default=None,
             metavar="LO,HI",
@@ -305,7 +313,7 @@ def config_from_args(args: Any) -> Any:
         train=TrainConfig.from_dict(collect(args, "train")),
         exploration=exploration,
         pool_factor=args.pool_factor,
-        weights=(args.attention_weight, args.geometry_weight),
+        weights=(args.attention_weight, args.geometry_weight, args.density_weight),
         sigma_window=parse_sigma_window(args.sigma_window),
         descriptor=args.fps_descriptor,
         balance=args.balance,

@@ -71,7 +71,7 @@ class ALConfig:
     or a picklable zero-argument factory; ``sigma_converged`` in eV/Å;
     ``label_budget`` counts new labels (seed excluded; default
     ``per_round × rounds``); ``weights`` are the extra acquisition weights
-    (attention entropy, geometric outlier); ``descriptor`` the FPS descriptor;
+    (attention entropy, geometric outlier, density); ``descriptor`` the FPS one;
     ``balance="source"`` shares each round's picks among the explorations.
     """
 
@@ -95,7 +95,7 @@ class ALConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     exploration: ExploreSettings = field(default_factory=ExploreSettings)
     pool_factor: float = 3.0
-    weights: tuple[float, float] = (0.0, 0.0)
+    weights: tuple[float, ...] = (0.0, 0.0, 0.0)
     sigma_window: tuple[float | str, float | str | None] = (0.0, None)
     descriptor: str = "auto"
     balance: str = "none"

@@ -1,8 +1,9 @@
 """Selection of structures to label: uncertainty with diversity.
 
 Strategy ``"uncertainty"`` ranks candidates by an acquisition score (the
-largest per-atom force σ, optionally mixed with the attention entropy and a
-geometric outlier score), keeps the ``pool_factor × n`` best and picks ``n`` of
+largest per-atom force σ, optionally mixed with the attention entropy, a
+geometric outlier score and the candidate's density), keeps the
+``pool_factor × n`` best and picks ``n`` of
 them by farthest-point sampling (FPS) in a descriptor space built from the
 model's invariant features, so one rare event does not fill a round with
 near-duplicates. FPS distances include the already labelled structures.
@@ -24,6 +25,12 @@ are shared equally among the exploration trajectories the candidates came from
 by the strategy among that trajectory's candidates. Uncertainty alone sends most
 labels to the hottest trajectory, where σ is largest; balance keeps labels for
 the conditions the other explorations stand for.
+
+Density (information density, Settles & Craven 2008): σ alone favours the
+tails of the explored distribution, frames that are uncertain because they are
+rare. With a density weight β the score adds β · rank(density), the mean
+Gaussian similarity of a candidate to the round's other candidates in the
+descriptor space, so uncertain frames that stand for many others go first.
 
 Descriptors (:mod:`asecalc.training.al_features`): the model's per-atom
 invariant features, per atom when all structures share one composition and
@@ -75,12 +82,14 @@ def acquisition_scores(
     sigma_max: np.ndarray,
     entropy: np.ndarray | None = None,
     min_distance: np.ndarray | None = None,
-    weights: tuple[float, float] = (0.0, 0.0),
+    weights: Sequence[float] = (0.0, 0.0, 0.0),
+    density: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rank-based acquisition score of candidates, shape (n_candidates,).
 
-    ``rank(σ_max) + w_attention · rank(entropy) + w_geometry · rank(-d_min)``,
-    ranks scaled to [0, 1], so scores of different units can be mixed.
+    ``rank(σ_max) + w_attention · rank(entropy) + w_geometry · rank(-d_min)
+    + w_density · rank(density)``, ranks scaled to [0, 1], so scores of
+    different units can be mixed.
 
     Parameters
     ----------
@@ -90,15 +99,41 @@ def acquisition_scores(
         Attention entropy (nats); higher means more diffuse attention.
     min_distance : ndarray, shape (n,), optional
         Shortest interatomic distance (Å); shorter is more of an outlier.
-    weights : (float, float)
-        Weights of the attention-entropy and geometric terms.
+    weights : (float, float[, float])
+        Weights of the attention-entropy, geometric and density terms (a
+        missing density weight is 0).
+    density : ndarray, shape (n,), optional
+        Representativeness of each candidate (:func:`pool_density`).
     """
+    w = (*weights, 0.0, 0.0, 0.0)[:3]
     score = _rank01(np.asarray(sigma_max, float))
-    if weights[0] and entropy is not None:
-        score = score + weights[0] * _rank01(np.asarray(entropy, float))
-    if weights[1] and min_distance is not None:
-        score = score + weights[1] * _rank01(-np.asarray(min_distance, float))
+    terms = ((entropy, 1.0), (min_distance, -1.0), (density, 1.0))
+    for weight, (values, sign) in zip(w, terms, strict=True):
+        if weight and values is not None:
+            score = score + weight * _rank01(sign * np.asarray(values, float))
     return score
+
+
+def pool_density(features: np.ndarray) -> np.ndarray:
+    """Mean Gaussian similarity of each row to the other rows, shape (n,).
+
+    ``ρ_i = mean_{j≠i} exp(-d_ij² / 2h²)`` with ``d`` the Euclidean distance of
+    ``features`` (standardise them first) and the bandwidth ``h`` the median
+    pairwise distance. High ρ: a frame like many others of the pool; low ρ: an
+    outlier. One row gives ``[1.0]``.
+
+    Parameters
+    ----------
+    features : ndarray, shape (n, n_features)
+    """
+    x = np.asarray(features, float)
+    if len(x) < 2:
+        return np.ones(len(x))
+    sq = (x**2).sum(axis=1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
+    off = ~np.eye(len(x), dtype=bool)
+    h2 = float(np.median(d2[off])) or 1.0
+    return (np.exp(-d2 / (2.0 * h2)) * off).sum(axis=1) / (len(x) - 1)
 
 
 def farthest_point_sampling(
@@ -196,7 +231,7 @@ def select(
     calc: Any = None,
     labelled: Sequence[Atoms] = (),
     pool_factor: float = 3.0,
-    weights: tuple[float, float] = (0.0, 0.0),
+    weights: Sequence[float] = (0.0, 0.0, 0.0),
     sigma_window: tuple[Bound, Bound] = (0.0, None),
     descriptor: str = "auto",
     balance: str = "none",
@@ -218,8 +253,9 @@ def select(
         Structures already labelled (FPS keeps away from them).
     pool_factor : float
         FPS runs over the ``ceil(pool_factor × n)`` best-scored candidates.
-    weights : (float, float)
-        Extra acquisition weights (attention entropy, geometric outlier).
+    weights : (float, float, float)
+        Extra acquisition weights (attention entropy, geometric outlier,
+        density); see :func:`acquisition_scores`.
     sigma_window : (lo, hi)
         Trust window on ``sigma_max``: eV/Å or percentiles ``"pNN"`` of the
         candidates' σ; ``hi=None``: no limit.
@@ -319,7 +355,7 @@ def _select(
     calc: Any,
     labelled: Sequence[Atoms],
     pool_factor: float,
-    weights: tuple[float, float],
+    weights: Sequence[float],
     descriptor: str,
 ) -> list[int]:
     n = min(int(n), len(candidates))
@@ -332,8 +368,12 @@ def _select(
     sigma = np.array([float(a.info["sigma_max"]) for a in candidates])
     descriptor = resolve_descriptor(descriptor, candidates, labelled)
     features = model_features(calc, list(candidates), descriptor=descriptor)
+    rho = None
+    if len(weights) > 2 and weights[2]:
+        every = features["descriptors"]
+        rho = pool_density(every / (every.std(axis=0) + 1e-12))
     scores = acquisition_scores(
-        sigma, features["attention_entropy"], min_distances(candidates), weights
+        sigma, features["attention_entropy"], min_distances(candidates), weights, rho
     )
     pool = np.argsort(-scores, kind="stable")[: max(n, int(np.ceil(pool_factor * n)))]
     reference = (

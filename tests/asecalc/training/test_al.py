@@ -26,6 +26,7 @@ from asecalc.training.al_fork import fork_run
 from asecalc.training.al_select import (
     acquisition_scores,
     farthest_point_sampling,
+    pool_density,
     select,
 )
 from asecalc.training.uncertainty import (
@@ -108,6 +109,35 @@ def test_farthest_point_sampling_and_scores():
         weights=(1.0, 1.0),
     )
     np.testing.assert_allclose(scores, [1.0, 1.5, 2.0])  # ties broken by order
+
+
+def test_density_term_prefers_uncertain_frames_that_stand_for_many(ensemble_path, rng):
+    points = np.array([[0, 0], [0.1, 0], [0, 0.1], [0.1, 0.1], [3, 3]], float)
+    rho = pool_density(points)
+    assert rho.shape == (5,)
+    assert rho.argmin() == 4  # the outlier
+    assert rho[:4].min() > 2 * rho[4]
+    np.testing.assert_allclose(pool_density(points[:1]), [1.0])
+    sigma = np.array([0.1, 0.2, 0.3, 0.4, 0.5])  # the outlier is the most uncertain
+    assert acquisition_scores(sigma).argmax() == 4
+    scores = acquisition_scores(sigma, weights=(0.0, 0.0, 1.0), density=rho)
+    assert scores.argmax() == 3  # the most uncertain frame of the cluster
+    np.testing.assert_allclose(  # a two-weight tuple means no density term
+        acquisition_scores(sigma, weights=(0.0, 0.0), density=rho),
+        acquisition_scores(sigma),
+    )
+    # through select(): a strongly distorted CH4 is the most uncertain candidate,
+    # six mildly displaced ones share a neighbourhood in the descriptor space
+    calc = EformerCalculator(model=ensemble_path)
+    candidates = [_labelled("CH4", rng, 0.01) for _ in range(6)]
+    candidates.append(_labelled("CH4", rng, 0.25))
+    for k, atoms in enumerate(candidates):
+        atoms.info["sigma_max"] = 0.1 + 0.01 * k
+    assert select(candidates, 1, "uncertainty", rng, calc, pool_factor=1.0) == [6]
+    picked = select(
+        candidates, 1, "uncertainty", rng, calc, pool_factor=1.0, weights=(0, 0, 2)
+    )
+    assert picked != [6]
 
 
 def test_selection_uncertainty_and_random(ensemble_path, rng):
