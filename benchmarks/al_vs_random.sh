@@ -54,6 +54,12 @@
 #       AL_ARGS="$A --sigma-window 0,0.3 --balance source"     (from round 0, not a fork)
 # (reported as uncertainty_window, uncertainty_window_atoms and random_seed2; their states are
 # in checkpoints/uncertainty_window_r6_pooled, ..._r6_atoms and random_seed2_r5).
+# Session 19 (about 7 min per round on one core; per-atom FPS, the default):
+#   env $S STRATEGIES=uncertainty SUFFIX=_window_density \
+#       AL_ARGS="$A --sigma-window 0,0.3 --density-weight 1"      (from round 0)
+#   env $S STRATEGIES=random SUFFIX=_seed3 AL_ARGS="$A --random-seed 3"
+# and, to separate the labels from the loop's short per-round fine-tunes, each run's
+# 300 labels retrained from scratch (benchmarks/al_retrain.sh).
 # All runs above but _win_atoms used the pooled FPS descriptor (mean + max of the per-atom features); since
 # session 12 the default (--fps-descriptor auto) compares alanine dipeptide atom by atom. Add
 # "--fps-descriptor pooled" to AL_ARGS to extend those runs unchanged.

@@ -12,7 +12,9 @@ as ``random_seed1``) it measures force and energy errors on the whole test set
 ``test_source`` key: 300 K MD frames and metadynamics frames), counts where the
 selected labels came from (exploration method), compares every non-random run
 with all ``random*`` runs, and writes ``OUT_DIR/al_vs_random.json`` and
-``OUT_DIR/al_vs_random.png``. ``--previous`` keeps the runs of an earlier report
+``OUT_DIR/al_vs_random.png``; ``pooled`` in the JSON sets all trust-window runs
+(``uncertainty_window*``) against all random seeds per label count, with a
+one-sided Mann-Whitney test. ``--previous`` keeps the runs of an earlier report
 whose folders are gone. Units: force MAE in meV/Å, energy MAE in meV/atom.
 """
 
@@ -118,6 +120,41 @@ def compare_with_random(runs: dict, subsets: list[str]) -> dict:
     return out
 
 
+def pooled_comparison(runs: dict, prefix: str = "uncertainty_window") -> dict:
+    """All runs named ``prefix*`` against all ``random*`` runs, per label count.
+
+    Per label count: the whole-test force MAEs (meV/Å) of each group, their
+    means, and the one-sided Mann-Whitney p-value that the ``prefix`` runs are
+    lower (None with fewer than two runs in a group). A round that a fork copied
+    from its source (same label count, same error) is counted once.
+    """
+    from scipy.stats import mannwhitneyu
+
+    groups: dict[str, dict[int, list[float]]] = {"al": {}, "random": {}}
+    for name, run in runs.items():
+        group = "random" if name.startswith("random") else "al"
+        if group == "al" and not name.startswith(prefix):
+            continue
+        for row in run["rounds"]:
+            values = groups[group].setdefault(row["n_labels"], [])
+            if not any(abs(v - _mae(row, "test")) < 1e-9 for v in values):
+                values.append(_mae(row, "test"))
+    out = {}
+    for n in sorted(set(groups["al"]) & set(groups["random"])):
+        al, rand = groups["al"][n], groups["random"][n]
+        p_value = None
+        if len(al) > 1 and len(rand) > 1:
+            p_value = float(mannwhitneyu(al, rand, alternative="less").pvalue)
+        out[str(n)] = {
+            "al": al,
+            "random": rand,
+            "al_mean": float(np.mean(al)),
+            "random_mean": float(np.mean(rand)),
+            "mannwhitney_p_al_lower": p_value,
+        }
+    return {"al_runs": prefix + "*", "by_labels": out}
+
+
 def _mae(row: dict, subset: str) -> float:
     if subset == "test":
         return row["test_forces_mae_meV_per_A"]
@@ -187,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     result["comparisons"] = compare_with_random(done, subsets)
+    result["pooled"] = pooled_comparison(done)
     if "uncertainty" in result["comparisons"]:
         result["al_better"] = result["comparisons"]["uncertainty"]["al_better"]
     keys = [("test", "whole test set")] + [(name, name) for name in subsets]
@@ -206,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
 
     write_json_atomic(args.out / "al_vs_random.json", result)
     print(json.dumps(result["comparisons"], indent=1))
+    for n, row in result["pooled"]["by_labels"].items():
+        print(
+            f"{n} labels: {result['pooled']['al_runs']} {row['al_mean']:.1f} "
+            f"(n={len(row['al'])}) vs random {row['random_mean']:.1f} "
+            f"(n={len(row['random'])}), p = {row['mannwhitney_p_al_lower']}"
+        )
     return 0
 
 
