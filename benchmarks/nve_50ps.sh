@@ -5,12 +5,13 @@
 # unfinished, so the runs can be spread over several sessions (about 55 min of one core
 # for alanine dipeptide at 31 steps/s, about 8 h at 0.29 s/step for water, as measured in
 # sessions 17-18). Runs both at once, one thread each.
-# Usage: benchmarks/nve_50ps.sh [OUT_DIR] [ala2|water64|both]
+# Usage: [THREADS=N] benchmarks/nve_50ps.sh [OUT_DIR] [ala2|water64|both]
+# (THREADS: torch threads per run, default 1; 2 for one run alone on this 2-core machine.)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$HERE/benchmarks/results/nve-50ps}
 WHICH=${2:-both}
-export OMP_NUM_THREADS=1
+export OMP_NUM_THREADS=${THREADS:-1}
 run() {  # name structure
   local dir="$OUT/$1" extra=()
   [ -f "$dir/nve_checkpoint.npz" ] && extra=(--resume)
