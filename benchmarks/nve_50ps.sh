@@ -6,7 +6,8 @@
 # for alanine dipeptide at 31 steps/s, about 8 h at 0.29 s/step for water, as measured in
 # sessions 17-18). Runs both at once, one thread each.
 # Usage: [THREADS=N] benchmarks/nve_50ps.sh [OUT_DIR] [ala2|water64|both]
-# (THREADS: torch threads per run, default 1; 2 for one run alone on this 2-core machine.)
+# (THREADS: torch threads per run, default 1. Session 19 measured water64 alone with 2 threads
+# at 0.30 s/step, no faster than one thread: run the systems side by side instead.)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$HERE/benchmarks/results/nve-50ps}
